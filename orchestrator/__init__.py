@@ -1,0 +1,42 @@
+"""orchestrator: plugin-based experiment orchestration for deep learning.
+
+Plugin authors need only what is exported here::
+
+    from orchestrator import Model, hookimpl
+
+Importing this package is cheap: it does not import torch, Lightning or MLflow.
+"""
+
+from .components import (
+    Component,
+    Data,
+    DataConfig,
+    Dataset,
+    Model,
+    Optimizer,
+    Regularizer,
+)
+from .errors import OrchestratorError
+from .plugins import hookimpl
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Component",
+    "Data",
+    "DataConfig",
+    "Dataset",
+    "Model",
+    "Optimizer",
+    "OrchestratorError",
+    "Regularizer",
+    "hookimpl",
+    "run",
+]
+
+
+def run(cfg):
+    """Train once with a composed config; see :func:`orchestrator.runner.run`."""
+    from .runner import run as _run
+
+    return _run(cfg)

@@ -1,0 +1,154 @@
+"""MLflow glue: where the store is, and the life of one run (params, tags, artifacts, model,
+FINISHED or FAILED). Lightning writes metric points into the run through its logger; everything
+else about the run happens here."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import traceback
+from pathlib import Path
+from typing import Any, Optional
+
+MLRUNS = "mlruns"
+
+
+def resolve_uri(uri: Optional[str] = None, root: Optional[Path] = None) -> str:
+    """The tracking URI: ``uri`` if given, else ``MLFLOW_TRACKING_URI``, else SQLite at
+    ``<root>/mlruns/mlflow.db`` (root: the directory the command runs from), made absolute so
+    every job of every launcher writes to the same store."""
+    uri = uri or os.environ.get("MLFLOW_TRACKING_URI")
+    if uri:
+        if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+            path = Path(uri[len("sqlite:///") :]).resolve()  # relative path: anchor it now
+            path.parent.mkdir(parents=True, exist_ok=True)
+            return f"sqlite:///{path}"
+        return uri
+    store = (root or Path.cwd()).resolve() / MLRUNS
+    store.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{store / 'mlflow.db'}"
+
+
+def default_artifact_location(uri: str, experiment: str) -> Optional[str]:
+    """For a local SQLite store, artifacts go under the ``mlruns/`` beside the database (MLflow
+    would otherwise put them under the current directory); other stores decide for themselves."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    folder = re.sub(r"[^A-Za-z0-9_.-]+", "_", experiment) or "experiment"
+    return (Path(uri[len("sqlite:///") :]).parent / folder).as_uri()
+
+
+def get_or_create_experiment(client, uri: str, name: str) -> str:
+    from mlflow.exceptions import MlflowException
+
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    try:
+        return client.create_experiment(name, default_artifact_location(uri, name))
+    except MlflowException:  # created meanwhile by another process
+        experiment = client.get_experiment_by_name(name)
+        if experiment is None:
+            raise
+        return experiment.experiment_id
+
+
+def flatten(config: Any, prefix: str = "") -> dict[str, str]:
+    """``{"model.hidden": "64", ...}`` from a nested dict or list."""
+    items: dict[str, str] = {}
+    if isinstance(config, dict):
+        for key, value in config.items():
+            items.update(flatten(value, f"{prefix}{key}."))
+    elif isinstance(config, (list, tuple)) and any(isinstance(v, (dict, list)) for v in config):
+        for index, value in enumerate(config):
+            items.update(flatten(value, f"{prefix}{index}."))
+    else:
+        items[prefix[:-1]] = str(config)
+    return items
+
+
+class Run:
+    """One MLflow run, used as a context manager: it ends FINISHED when the block ends, FAILED
+    (with the error as a tag and ``error.txt``) on an exception, KILLED on Ctrl-C."""
+
+    def __init__(self, uri: str, experiment: str, run_name: str, tags: dict[str, str]):
+        import mlflow
+
+        self.uri = uri
+        self.client = mlflow.MlflowClient(uri)
+        experiment_id = get_or_create_experiment(self.client, uri, experiment)
+        mlflow.set_tracking_uri(uri)
+        self._run = mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=tags)
+        self.run_id = self._run.info.run_id
+
+    def __enter__(self) -> "Run":
+        return self
+
+    def __exit__(self, kind, error, tb) -> bool:
+        import mlflow
+
+        if error is None:
+            status = "FINISHED"
+        else:
+            status = "KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED"
+            reason = f"{type(error).__name__}: {error}"
+            try:
+                self.client.set_tag(self.run_id, "error", reason[:5000])
+                self.client.log_text(
+                    self.run_id, "".join(traceback.format_exception(kind, error, tb)), "error.txt"
+                )
+            except Exception:  # the store itself may be what failed; still end the run
+                pass
+        mlflow.end_run(status)
+        return False
+
+    def log_params(self, params: dict[str, str]) -> None:
+        from mlflow.entities import Param
+
+        items = [Param(k, v[:6000]) for k, v in params.items()]
+        for start in range(0, len(items), 100):
+            self.client.log_batch(self.run_id, params=items[start : start + 100])
+
+    def set_tags(self, tags: dict[str, str]) -> None:
+        from mlflow.entities import RunTag
+
+        self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+    def log_text(self, text: str, name: str) -> None:
+        self.client.log_text(self.run_id, text, name)
+
+    def log_metrics(self, metrics: dict[str, float], step: int = 0) -> None:
+        import time
+
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        points = [Metric(k, float(v), now, step) for k, v in metrics.items()]
+        if points:
+            self.client.log_batch(self.run_id, metrics=points)
+
+    def log_model(self, module, example, serialization_format: str = "pickle") -> str:
+        """Log ``module`` in MLflow's PyTorch format with a signature and an input example, so
+        ``mlflow.pyfunc.load_model(f"runs:/{run_id}/model").predict(x)`` reproduces it."""
+        import mlflow
+        import numpy as np
+        import torch
+        from mlflow.models import infer_signature
+
+        if serialization_format == "pickle":  # chosen on purpose (pt2 export takes seconds)
+            logging.getLogger("mlflow.pytorch").addFilter(
+                lambda record: "Pickle or CloudPickle" not in str(record.msg)
+            )
+        with torch.no_grad():
+            output = module(torch.from_numpy(example)).numpy()
+        info = mlflow.pytorch.log_model(
+            module,
+            name="model",
+            signature=infer_signature(example, output),
+            input_example=example,
+            serialization_format=serialization_format,
+            # Explicit requirements: inferring them imports and inspects for seconds.
+            pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", f"numpy=={np.__version__}"],
+        )
+        return info.model_uri

@@ -1,0 +1,157 @@
+"""Built-in data: synthetic regression and classification, scikit-learn's digits, a user's CSV."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import List, Optional
+
+from orchestrator import Data, DataConfig, Dataset, OrchestratorError, hookimpl
+
+
+@dataclass
+class RegressionConfig(DataConfig):
+    #: Number of examples generated.
+    n_samples: int = 1000
+    #: Number of features; y = 3 * (x_1 + ... + x_d) + 2 + noise.
+    n_features: int = 1
+    #: Standard deviation of the Gaussian noise added to y.
+    noise: float = 0.5
+
+
+@dataclass
+class ClassificationConfig(DataConfig):
+    #: Number of examples generated.
+    n_samples: int = 1000
+    #: Number of features.
+    n_features: int = 2
+    #: Distance between the two Gaussian class centres (unit variance each).
+    separation: float = 2.0
+
+
+@dataclass
+class DigitsConfig(DataConfig):
+    #: Pixels are scaled to [0, 1]; per-pixel standardisation is off by default.
+    standardize: bool = False
+
+
+@dataclass
+class CSVConfig(DataConfig):
+    #: Path of the CSV file (relative to the directory the command runs from). Required.
+    path: str = ""
+    #: Name of the target column. Required.
+    target: str = ""
+    #: Feature columns; null uses every column except the target.
+    features: Optional[List[str]] = None
+    #: regression (numeric target) or classification (labels of any type).
+    task: str = "regression"
+
+
+def make_regression(cfg: RegressionConfig, seed: int) -> Dataset:
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(cfg.n_samples, cfg.n_features))
+    y = 3.0 * x.sum(axis=1) + 2.0 + rng.normal(scale=cfg.noise, size=cfg.n_samples)
+    return Dataset(x, y, task="regression", source="synthetic: y = 3x + 2 + noise")
+
+
+def make_classification(cfg: ClassificationConfig, seed: int) -> Dataset:
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, size=cfg.n_samples)
+    direction = np.ones(cfg.n_features) / np.sqrt(cfg.n_features)
+    x = rng.normal(size=(cfg.n_samples, cfg.n_features))
+    x += np.outer(y - 0.5, direction) * cfg.separation
+    return Dataset(x, y, task="classification", num_classes=2, source="synthetic: two Gaussians")
+
+
+def load_digits(cfg: DigitsConfig, seed: int) -> Dataset:
+    from sklearn.datasets import load_digits as sklearn_digits
+
+    digits = sklearn_digits()
+    x = digits.images[:, None, :, :] / 16.0  # (n, 1, 8, 8) in [0, 1]
+    return Dataset(x, digits.target, task="classification", num_classes=10, source="sklearn digits")
+
+
+def load_csv(cfg: CSVConfig, seed: int) -> Dataset:
+    import numpy as np
+    import pandas as pd
+
+    if not cfg.path:
+        raise OrchestratorError("data=csv needs data.path=<file.csv> (the CSV file to train on).")
+    if cfg.task not in ("regression", "classification"):
+        raise OrchestratorError(
+            f"data.task={cfg.task!r} is not known; expected regression or classification."
+        )
+    path = Path(cfg.path).expanduser()
+    if not path.is_file():
+        raise OrchestratorError(
+            f"data.path={cfg.path!r}: no such file (looked at {path.resolve()})."
+        )
+    try:
+        frame = pd.read_csv(path)
+    except pd.errors.EmptyDataError:
+        raise OrchestratorError(f"data.path={cfg.path!r}: the file is empty.") from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as error:
+        raise OrchestratorError(f"data.path={cfg.path!r} is not a readable CSV: {error}") from None
+    columns = list(frame.columns)
+    if frame.empty:
+        raise OrchestratorError(f"data.path={cfg.path!r} has a header but no rows.")
+    if not cfg.target:
+        raise OrchestratorError(
+            f"data=csv needs data.target=<column>; the columns of {cfg.path} are: "
+            f"{', '.join(map(str, columns))}."
+        )
+    features = list(cfg.features) if cfg.features is not None else [
+        c for c in columns if c != cfg.target
+    ]
+    for role, names in (("target", [cfg.target]), ("feature", features)):
+        missing = [n for n in names if n not in columns]
+        if missing:
+            raise OrchestratorError(
+                f"data.path={cfg.path!r} has no {role} column {missing[0]!r}; its columns are: "
+                f"{', '.join(map(str, columns))}."
+            )
+    if not features:
+        raise OrchestratorError(f"data.path={cfg.path!r} has no feature columns besides the target.")
+    # Missing values are refused, never filled: a silent fill changes what is learned.
+    for column in [*features, cfg.target]:
+        empty = frame[column].isna().to_numpy().nonzero()[0]
+        if len(empty):
+            raise OrchestratorError(
+                f"data.path={cfg.path!r}: column {column!r} has a missing value at row "
+                f"{int(empty[0]) + 2} (line of the file, header = line 1); {len(empty)} missing "
+                "in all. Fill or drop them before training."
+            )
+    for column in features + ([cfg.target] if cfg.task == "regression" else []):
+        numeric = pd.to_numeric(frame[column], errors="coerce")
+        bad = numeric.isna().to_numpy().nonzero()[0]
+        if len(bad):
+            row = int(bad[0])
+            raise OrchestratorError(
+                f"data.path={cfg.path!r}: column {column!r} must be numeric but row {row + 2} "
+                f"(line of the file) holds {frame[column].iloc[row]!r}."
+            )
+        frame[column] = numeric
+    x = frame[features].to_numpy(dtype=np.float64)
+    if cfg.task == "regression":
+        return Dataset(x, frame[cfg.target].to_numpy(dtype=np.float64), "regression", source=str(path))
+    labels, y = np.unique(frame[cfg.target].astype(str).to_numpy(), return_inverse=True)
+    if len(labels) < 2:
+        raise OrchestratorError(
+            f"data.path={cfg.path!r}: target column {cfg.target!r} holds a single class "
+            f"({labels[0]!r}); classification needs at least two."
+        )
+    return Dataset(x, y, "classification", num_classes=len(labels), source=str(path))
+
+
+@hookimpl
+def register_components():
+    return [
+        Data("regression", RegressionConfig, make_regression, "Synthetic y = 3x + 2 + noise."),
+        Data("classification", ClassificationConfig, make_classification, "Two Gaussian classes."),
+        Data("digits", DigitsConfig, load_digits, "scikit-learn's 8x8 digits, 1x8x8, 10 classes."),
+        Data("csv", CSVConfig, load_csv, "A CSV file: data.path, data.target, data.task."),
+    ]
