@@ -6,7 +6,6 @@ with Hydra, then hands the command line to one Hydra app whose primary config is
 
 from __future__ import annotations
 
-import logging
 import sys
 from pathlib import Path
 
@@ -17,7 +16,6 @@ from .errors import OrchestratorError
 from .plugins import get_catalog
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
-log = logging.getLogger("orchestrator")
 
 
 def fail(error: OrchestratorError) -> None:
@@ -35,7 +33,6 @@ def hydra_app(cfg: DictConfig) -> float | None:
     try:
         result = run(cfg, overrides=hydra_cfg.overrides.task, output_dir=hydra_cfg.runtime.output_dir)
     except OrchestratorError as error:
-        log.error("%s", error)
         fail(error)
     print(f"MLflow run {result.run_id} FINISHED in {result.tracking_uri}")
     return None

@@ -29,6 +29,9 @@ class RunResult:
     tracking_uri: str
     metrics: dict[str, float] = field(default_factory=dict)
     model_uri: str = ""
+    #: The trained model as logged (scaling + network + output link), and the data splits.
+    predictor: Any = None
+    splits: Optional[Splits] = None
 
 
 def settings_for(group: str, node: DictConfig, provided: Provided) -> Any:
@@ -146,4 +149,4 @@ def run(
         if cfg.tracking.log_model:
             model_uri = mlflow_run.log_model(predictor, raw_example, cfg.tracking.model_format)
     log.info("Finished run %s: %s", mlflow_run.run_id, {k: round(v, 4) for k, v in metrics.items() if k.startswith("test/")})
-    return RunResult(mlflow_run.run_id, uri, metrics, model_uri)
+    return RunResult(mlflow_run.run_id, uri, metrics, model_uri, predictor, splits)

@@ -121,9 +121,9 @@ def load_csv(cfg: CSVConfig, seed: int) -> Dataset:
         empty = frame[column].isna().to_numpy().nonzero()[0]
         if len(empty):
             raise OrchestratorError(
-                f"data.path={cfg.path!r}: column {column!r} has a missing value at row "
-                f"{int(empty[0]) + 2} (line of the file, header = line 1); {len(empty)} missing "
-                "in all. Fill or drop them before training."
+                f"data.path={cfg.path!r}: column {column!r} has a missing value at "
+                f"line {int(empty[0]) + 2} of the file; {len(empty)} missing in all. Missing values "
+                "are refused, not filled: fill or drop them before training."
             )
     for column in features + ([cfg.target] if cfg.task == "regression" else []):
         numeric = pd.to_numeric(frame[column], errors="coerce")
@@ -131,8 +131,8 @@ def load_csv(cfg: CSVConfig, seed: int) -> Dataset:
         if len(bad):
             row = int(bad[0])
             raise OrchestratorError(
-                f"data.path={cfg.path!r}: column {column!r} must be numeric but row {row + 2} "
-                f"(line of the file) holds {frame[column].iloc[row]!r}."
+                f"data.path={cfg.path!r}: column {column!r} must be numeric but line {row + 2} of "
+                f"the file holds {frame[column].iloc[row]!r}."
             )
         frame[column] = numeric
     x = frame[features].to_numpy(dtype=np.float64)

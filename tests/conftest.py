@@ -1,0 +1,77 @@
+"""Shared fixtures: a real SQLite MLflow store in a temporary directory, real Hydra composition,
+and real subprocess runs of ``python -m orchestrator``."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
+os.environ["DO_NOT_TRACK"] = "true"
+os.environ.pop("MLFLOW_TRACKING_URI", None)
+
+CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+#: Small enough to train in a fraction of a second, large enough to split.
+TINY = ["trainer.max_epochs=2", "data.n_samples=80"]
+
+
+def cli(*args: str, cwd: Path, env: dict | None = None, timeout: float = 300):
+    """Run ``python -m orchestrator ARGS`` in ``cwd``; return the CompletedProcess."""
+    return subprocess.run(
+        [sys.executable, "-m", "orchestrator", *args],
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def all_runs(uri: str):
+    """Every run in every experiment of the store at ``uri``."""
+    import mlflow
+    from mlflow.entities import ViewType
+
+    client = mlflow.MlflowClient(uri)
+    experiments = [e.experiment_id for e in client.search_experiments(view_type=ViewType.ALL)]
+    return client.search_runs(experiments, run_view_type=ViewType.ALL, max_results=10000)
+
+
+def store_uri(directory: Path) -> str:
+    return f"sqlite:///{directory / 'mlruns' / 'mlflow.db'}"
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch):
+    """A fresh directory to run from; its ``mlruns/`` is the default store."""
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+@pytest.fixture(scope="session")
+def catalog():
+    from orchestrator.plugins import get_catalog
+
+    catalog = get_catalog()
+    catalog.store_configs()
+    return catalog
+
+
+@pytest.fixture
+def compose(catalog, tmp_path):
+    """``compose(*overrides)``: the config ``python -m orchestrator`` would build, with the
+    store under ``tmp_path``."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    def _compose(*overrides: str):
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            return hydra_compose(
+                "config", overrides=[f"tracking.uri={store_uri(tmp_path)}", *overrides]
+            )
+
+    return _compose

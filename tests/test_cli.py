@@ -1,0 +1,100 @@
+"""The command line as a user meets it: real ``python -m orchestrator`` processes."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import all_runs, cli, store_uri
+
+
+def test_cnn_adam_trains_and_lands_in_mlflow(tmp_path):
+    result = cli("model=cnn", "optimizer=adam", "trainer.max_epochs=2", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    # the default store: SQLite under ./mlruns of the directory the command ran from
+    assert (tmp_path / "mlruns" / "mlflow.db").is_file()
+    (run,) = all_runs(store_uri(tmp_path))
+    assert run.info.status == "FINISHED"
+    assert run.info.run_id in result.stdout
+    assert run.data.tags["orchestrator.data"] == "digits"
+    assert run.data.metrics["test/accuracy"] > 0.5
+    # artifacts live under ./mlruns too, beside the database
+    artifacts = Path(run.info.artifact_uri.removeprefix("file://"))
+    assert tmp_path / "mlruns" in artifacts.parents
+    import yaml
+
+    config = yaml.safe_load((artifacts / "config.yaml").read_text())
+    assert config["model"]["_name_"] == "cnn" and config["optimizer"]["_name_"] == "adam"
+    assert (artifacts / "overrides.txt").read_text().split() == [
+        "model=cnn", "optimizer=adam", "trainer.max_epochs=2"
+    ]
+
+
+def test_console_script_is_the_same_app(tmp_path):
+    import subprocess
+
+    script = Path(sys.executable).with_name("orchestrator")
+    out = subprocess.run([str(script), "model=logistic", "--cfg", "job"], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "_name_: logistic" in out.stdout and "_name_: classification" in out.stdout
+
+
+def test_cfg_job_prints_the_composed_config_and_trains_nothing(tmp_path):
+    result = cli("model=cnn", "model.hidden=32", "trainer.max_epochs=3", "--cfg", "job", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "hidden: 32" in result.stdout and "max_epochs: 3" in result.stdout
+    assert "_name_: digits" in result.stdout
+    assert not (tmp_path / "mlruns").exists()
+
+
+def test_help_lists_groups_and_plugin_options(tmp_path):
+    result = cli("--help", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    for expected in ("model: cnn, linear, logistic", "optimizer: adam, gd, minibatch",
+                     "regularizer: elasticnet, l1, l2, none", "data: classification, csv, digits, regression",
+                     "trainer: auto, cpu, gpu"):
+        assert expected in result.stdout
+
+
+# Bad input: a clear message naming the value and the choices, a non-zero exit, and no RUNNING
+# (or any half-written) run left in the store.
+BAD_INPUTS = [
+    (["model=mlp"], 1, ["model/mlp", "cnn", "linear", "logistic"]),
+    (["optimizer=adamw"], 1, ["optimizer/adamw", "adam", "gd", "minibatch"]),
+    (["model=cnn", "data=regression"], 2, ["model=cnn", "data=regression", "image", "tabular"]),
+    (["model=linear", "data=classification"], 2, ["model=linear", "classification", "regression"]),
+    (["data=csv", "data.path=nope.csv", "data.target=y"], 2, ["nope.csv", "no such file"]),
+    (["data=csv", "data.path=table.csv", "data.target=price"], 2, ["'price'", "x1", "x2", "y"]),
+    (["model.hidden=3"], 1, ["hidden", "model"]),
+    (["optimizer.lr=fast"], 1, ["optimizer.lr", "fast"]),
+]
+
+
+@pytest.mark.parametrize("args,code,words", BAD_INPUTS, ids=[" ".join(a) for a, _, _ in BAD_INPUTS])
+def test_bad_input_is_refused_clearly(tmp_path, args, code, words):
+    (tmp_path / "table.csv").write_text("x1,x2,y\n1,2,3\n4,5,6\n")
+    result = cli(*args, cwd=tmp_path)
+    assert result.returncode == code, result.stderr
+    message = result.stderr
+    for word in words:
+        assert word in message, f"{word!r} missing from: {message}"
+    assert "Traceback" not in message
+    if (tmp_path / "mlruns" / "mlflow.db").exists():
+        assert all_runs(store_uri(tmp_path)) == []
+
+
+def test_failure_after_the_run_opened_marks_it_failed(tmp_path):
+    """A GPU asked for on a machine without one: the run ends FAILED with the reason."""
+    pytest.importorskip("torch")
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    result = cli("trainer=gpu", cwd=tmp_path)
+    assert result.returncode != 0
+    (run,) = all_runs(store_uri(tmp_path))
+    assert run.info.status == "FAILED"
+    assert "gpu" in run.data.tags["error"].lower()
