@@ -30,7 +30,7 @@ def composer(store: Path):
 
     from orchestrator.plugins import get_catalog
 
-    get_catalog().store_configs()
+    get_catalog().register_with_hydra()
 
     def _compose(*overrides):
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):

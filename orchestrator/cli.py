@@ -2,18 +2,21 @@
 
 ``main()`` loads the plugins first (so their options exist), registers their config schemas
 with Hydra, then hands the command line to one Hydra app whose primary config is ``conf/``.
+``orchestrator plugins`` lists what is installed instead, without importing torch.
 """
 
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
 
+from .components import GROUPS
 from .errors import OrchestratorError
-from .plugins import get_catalog
+from .plugins import Catalog, get_catalog
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 
@@ -38,9 +41,76 @@ def hydra_app(cfg: DictConfig) -> float | None:
     return None
 
 
+def list_plugins(catalog: Catalog, seconds: float) -> str:
+    """What ``orchestrator plugins`` prints."""
+    from . import __version__
+
+    lines = [f"orchestrator {__version__}: {len(catalog.plugins)} plugins loaded in {seconds:.3f} s"]
+    for info in catalog.plugins.values():
+        lines.append("")
+        lines.append(f"{info.name}  ({info.distribution} {info.version}, {info.module})")
+        lines.append(f"  hooks: {', '.join(info.hooks) or 'none'}")
+        for group in GROUPS:
+            names = [n for n, p in catalog.options[group].items() if p.plugin.name == info.name]
+            if names:
+                lines.append(f"  {group}: {', '.join(sorted(names))}")
+    if catalog.search_paths:
+        lines.append("")
+        lines.append(f"config search path: {', '.join(catalog.search_paths)}")
+    if catalog.failures:
+        lines.append("")
+        lines.append(f"{len(catalog.failures)} plugins failed to load:")
+        lines.extend(f"  {failure}" for failure in catalog.failures)
+    return "\n".join(lines)
+
+
+def check_chosen_options(catalog: Catalog, args: list[str]) -> None:
+    """Refuse ``group=option`` when the option is missing because its plugin failed to load
+    (Hydra would only say it cannot find the option)."""
+    if not catalog.failures:
+        return
+    for arg in args:
+        key, sep, value = arg.partition("=")
+        if not sep or key not in GROUPS:
+            continue
+        for name in value.split(","):
+            if name and name not in catalog.options[key] and not _is_yaml_option(catalog, key, name):
+                note = catalog.failure_note(key, name)
+                if note:
+                    raise OrchestratorError(
+                        f"{key}={name} is not available: no loaded plugin provides it.{note}"
+                    )
+
+
+def _is_yaml_option(catalog: Catalog, group: str, name: str) -> bool:
+    from importlib import resources
+
+    for place in [str(CONF_DIR), *catalog.search_paths]:
+        if place.startswith("pkg://"):
+            try:
+                root = resources.files(place[len("pkg://") :].replace("/", "."))
+            except (ModuleNotFoundError, TypeError):
+                continue
+        else:
+            root = Path(place.removeprefix("file://"))
+        if root.joinpath(group, f"{name}.yaml").is_file():
+            return True
+    return False
+
+
 def main() -> None:
+    args = sys.argv[1:]
+    start = time.perf_counter()
     try:
-        get_catalog().store_configs()
+        catalog = get_catalog()
+        seconds = time.perf_counter() - start
+        if args[:1] == ["plugins"]:
+            print(list_plugins(catalog, seconds))
+            return
+        for failure in catalog.failures:
+            print(f"Warning: {failure}", file=sys.stderr)
+        check_chosen_options(catalog, args)
+        catalog.register_with_hydra()
     except OrchestratorError as error:
         fail(error)
     hydra_app()

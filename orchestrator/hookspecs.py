@@ -7,23 +7,31 @@ installed distribution::
     [project.entry-points.orchestrator]
     my_plugin = "my_package.plugin"
 
-The built-in plugins (``plugins/`` in this repository) are registered exactly this way.
+The built-in plugins (``plugins/`` in this repository) are registered exactly this way. A hook
+may take any subset of the arguments its specification names, in any order. A plugin that
+implements a function whose name matches no hook here is refused (a misspelling, most likely).
+
+Every hook documented here must also be described in ``docs/writing-a-plugin.md``; a test checks.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Optional
 
 import pluggy
 
-if TYPE_CHECKING:  # pragma: no cover - import for annotations only
+if TYPE_CHECKING:  # pragma: no cover - imports for annotations only
+    from omegaconf import DictConfig
+
     from .components import Component
+    from .tracking import Run
 
 hookspec = pluggy.HookspecMarker("orchestrator")
 
 
 # --------------------------------------------------------------------------------------------
-# Registration: called once at start-up, before Hydra composes the config.
+# Start-up: called once, before Hydra composes the config. Keep them cheap: `orchestrator
+# plugins` and `--help` call them, and they must not import torch.
 # --------------------------------------------------------------------------------------------
 
 
@@ -39,3 +47,65 @@ def register_components() -> list[Component]:
 
     Two plugins that provide the same option of the same group are an error that names both.
     """
+
+
+@hookspec
+def config_search_paths() -> list[str]:
+    """Return places holding YAML config files to add to Hydra's search path.
+
+    Each is ``"pkg://my_package.conf"`` (a package shipping the files) or an absolute directory.
+    Files there are used like ``conf/``: ``<group>/<name>.yaml`` adds a preset option to a
+    group (for example ``experiment/mlp_moons.yaml``, or ``model/mlp_wide.yaml`` that sets
+    ``_name_: mlp`` and other values).
+    """
+
+
+# --------------------------------------------------------------------------------------------
+# One run: called by ``orchestrator.run(cfg)`` in the process that trains.
+# --------------------------------------------------------------------------------------------
+
+
+@hookspec
+def add_callbacks(cfg: DictConfig) -> list[Any]:
+    """Return ``pytorch_lightning.Callback`` instances to add to the trainer of this run.
+
+    ``cfg`` is the run's composed config. Import Lightning inside the hook, not at module level,
+    so that listing plugins stays fast.
+    """
+
+
+@hookspec
+def on_run_start(run: Run, cfg: DictConfig) -> None:
+    """The MLflow run is open and its config logged; training is about to begin.
+
+    ``run`` offers ``run_id``, ``set_tags(dict)``, ``log_params(dict)``, ``log_text(text,
+    name)``, ``log_artifact(path)`` and ``log_metrics(dict, step)``.
+    """
+
+
+@hookspec
+def on_run_end(
+    run: Run, cfg: DictConfig, status: str, metrics: dict[str, float], error: Optional[BaseException]
+) -> None:
+    """Training ended; the MLflow run is still open, so tags, params and artifacts may be added.
+
+    ``status`` is ``"FINISHED"``, ``"FAILED"`` or ``"KILLED"``; ``metrics`` holds the final
+    train, val and test metrics (empty if training failed early); ``error`` is the exception
+    that ended the run, or ``None``.
+    """
+
+
+# --------------------------------------------------------------------------------------------
+# Sweeps: called in the launching process of ``python -m orchestrator -m ...``.
+# --------------------------------------------------------------------------------------------
+
+
+@hookspec
+def on_sweep_start(sweep_dir: str, overrides: list[str]) -> None:
+    """A multirun sweep is about to launch its jobs. ``sweep_dir`` is Hydra's sweep output
+    directory; ``overrides`` the sweep's command-line overrides."""
+
+
+@hookspec
+def on_sweep_end(sweep_dir: str, overrides: list[str]) -> None:
+    """Every job of a multirun sweep has ended (finished or failed)."""

@@ -215,6 +215,7 @@ def train(
     penalty,
     batch_size: Optional[int],
     trainer_args: dict,
+    callbacks: list,
     seed: int,
     tracking_uri: str,
     run_id: str,
@@ -227,7 +228,7 @@ def train(
     logger = BufferedMLFlowLogger(tracking_uri=tracking_uri, run_id=run_id)
     module = TrainingModule(model, splits.task, splits.num_classes, make_optimizer, penalty)
     data = TensorDataModule(splits, batch_size, seed)
-    trainer = pl.Trainer(logger=logger, default_root_dir=output_dir, **trainer_args)
+    trainer = pl.Trainer(logger=logger, callbacks=callbacks, default_root_dir=output_dir, **trainer_args)
     trainer.fit(module, datamodule=data)
     final = {k: float(v) for k, v in trainer.callback_metrics.items()}
     trainer.test(module, datamodule=data, verbose=False)

@@ -122,6 +122,8 @@ def run(
     tags["orchestrator.task"] = splits.task
     tags["orchestrator.data.source"] = data.source
 
+    hooks = catalog.pm.hook
+    callbacks = [cb for found in hooks.add_callbacks(cfg=cfg) for cb in (found or [])]
     resolved = OmegaConf.to_container(cfg, resolve=True)
     with Run(uri, cfg.tracking.experiment, run_name, tags) as mlflow_run:
         log.info("MLflow run %s in %s", mlflow_run.run_id, uri)
@@ -131,22 +133,31 @@ def run(
         mlflow_run.log_metrics(
             {"data.n_train": len(splits.y_train), "data.n_val": len(splits.y_val), "data.n_test": len(splits.y_test)}
         )
-        metrics = train(
-            model,
-            splits,
-            make_optimizer=make_optimizer,
-            penalty=penalty,
-            batch_size=batch_size,
-            trainer_args=OmegaConf.to_container(cfg.trainer, resolve=True),
-            seed=seed,
-            tracking_uri=uri,
-            run_id=mlflow_run.run_id,
-            output_dir=output_dir or ".",
-        )
-        predictor = Predictor(model, splits.mean, splits.std, splits.task, splits.num_classes).eval()
-        raw_example = splits.x_test[:5] * splits.std + splits.mean
-        model_uri = ""
-        if cfg.tracking.log_model:
-            model_uri = mlflow_run.log_model(predictor, raw_example, cfg.tracking.model_format)
+        metrics: dict[str, float] = {}
+        try:
+            hooks.on_run_start(run=mlflow_run, cfg=cfg)
+            metrics = train(
+                model,
+                splits,
+                make_optimizer=make_optimizer,
+                penalty=penalty,
+                batch_size=batch_size,
+                trainer_args=OmegaConf.to_container(cfg.trainer, resolve=True),
+                callbacks=callbacks,
+                seed=seed,
+                tracking_uri=uri,
+                run_id=mlflow_run.run_id,
+                output_dir=output_dir or ".",
+            )
+            predictor = Predictor(model, splits.mean, splits.std, splits.task, splits.num_classes).eval()
+            model_uri = ""
+            if cfg.tracking.log_model:
+                raw_example = splits.x_test[:5] * splits.std + splits.mean
+                model_uri = mlflow_run.log_model(predictor, raw_example, cfg.tracking.model_format)
+        except BaseException as error:
+            status = "KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED"
+            hooks.on_run_end(run=mlflow_run, cfg=cfg, status=status, metrics=metrics, error=error)
+            raise
+        hooks.on_run_end(run=mlflow_run, cfg=cfg, status="FINISHED", metrics=metrics, error=None)
     log.info("Finished run %s: %s", mlflow_run.run_id, {k: round(v, 4) for k, v in metrics.items() if k.startswith("test/")})
     return RunResult(mlflow_run.run_id, uri, metrics, model_uri, predictor, splits)

@@ -118,6 +118,9 @@ class Run:
     def log_text(self, text: str, name: str) -> None:
         self.client.log_text(self.run_id, text, name)
 
+    def log_artifact(self, path: str, folder: Optional[str] = None) -> None:
+        self.client.log_artifact(self.run_id, str(path), folder)
+
     def log_metrics(self, metrics: dict[str, float], step: int = 0) -> None:
         import time
 

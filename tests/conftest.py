@@ -57,7 +57,7 @@ def catalog():
     from orchestrator.plugins import get_catalog
 
     catalog = get_catalog()
-    catalog.store_configs()
+    catalog.register_with_hydra()
     return catalog
 
 

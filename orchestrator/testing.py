@@ -1,0 +1,205 @@
+"""Contract suites for plugin authors: one per component kind, reused by the built-ins.
+
+Subclass the suite for your component and name it; pytest collects the inherited tests::
+
+    from orchestrator.testing import ModelContract
+
+    class TestMLP(ModelContract):
+        name = "mlp"
+
+The plugin must be installed (its entry point visible), because the suites load it exactly as
+``python -m orchestrator`` does. The end-to-end test trains for one epoch with a real Hydra
+config and a real SQLite MLflow store under pytest's ``tmp_path``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import ClassVar
+
+import pytest
+
+from .components import INPUT_KINDS, TASKS, Dataset
+from .plugins import Provided, get_catalog
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("DO_NOT_TRACK", "true")
+
+#: Example inputs for each input kind: (features,) and (channels, height, width).
+EXAMPLE_SHAPES = {"tabular": (5,), "image": (1, 8, 8)}
+
+
+def default_settings(provided: Provided):
+    """The component's schema with all defaults: what a bare ``group=name`` builds."""
+    return provided.component.schema()
+
+
+def train_once(tmp_path: Path, *overrides: str):
+    """Compose the config as the CLI does, train one run, return its ``RunResult``."""
+    from hydra import compose, initialize_config_dir
+
+    from .cli import CONF_DIR
+    from .runner import run
+
+    get_catalog().register_with_hydra()
+    store = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=[f"tracking.uri={store}", "trainer.max_epochs=1", *overrides])
+    return run(cfg)
+
+
+class ComponentContract:
+    """What every component must do. Set ``name``; ``group`` is set by each kind's suite."""
+
+    group: ClassVar[str] = ""
+    name: ClassVar[str] = ""
+
+    @pytest.fixture
+    def provided(self) -> Provided:
+        return get_catalog().get(self.group, self.name)
+
+    def test_is_registered_by_an_installed_distribution(self, provided):
+        assert provided.plugin.distribution not in ("", "unknown")
+        assert provided.plugin.version not in ("", "unknown")
+
+    def test_has_a_description(self, provided):
+        assert provided.component.description.strip()
+
+    def test_schema_builds_with_defaults_alone(self, provided):
+        default_settings(provided)  # raises if a field has no default
+
+    def test_schema_fields_are_typed(self, provided):
+        import dataclasses
+
+        for f in dataclasses.fields(provided.component.schema):
+            assert f.type not in (None, "Any"), f"{f.name} has no type"
+
+
+class ModelContract(ComponentContract):
+    group: ClassVar[str] = "model"
+
+    def shapes(self, provided):
+        return [EXAMPLE_SHAPES[kind] for kind in provided.component.inputs]
+
+    def test_declares_known_inputs_and_tasks(self, provided):
+        assert set(provided.component.inputs) <= set(INPUT_KINDS) and provided.component.inputs
+        assert set(provided.component.tasks) <= set(TASKS) and provided.component.tasks
+
+    @pytest.mark.parametrize("output_dim", [1, 3])
+    def test_output_shape_follows_output_dim(self, provided, output_dim):
+        import torch
+
+        for shape in self.shapes(provided):
+            module = provided.component.build(default_settings(provided), shape, output_dim)
+            assert isinstance(module, torch.nn.Module)
+            out = module(torch.randn(4, *shape))
+            assert tuple(out.shape) == (4, output_dim)
+
+    def test_gradients_reach_every_parameter(self, provided):
+        import torch
+
+        shape = self.shapes(provided)[0]
+        module = provided.component.build(default_settings(provided), shape, 2)
+        module(torch.randn(8, *shape)).pow(2).sum().backward()
+        for name, p in module.named_parameters():
+            assert p.grad is not None, f"no gradient reaches {name}"
+
+    def test_trains_end_to_end_on_its_default_data(self, provided, tmp_path):
+        import mlflow
+
+        result = train_once(tmp_path, f"model={self.name}")
+        run = mlflow.MlflowClient(result.tracking_uri).get_run(result.run_id)
+        assert run.info.status == "FINISHED"
+        assert run.data.tags["orchestrator.model.distribution"] == provided.provenance
+
+
+class OptimizerContract(ComponentContract):
+    group: ClassVar[str] = "optimizer"
+
+    def test_steps_downhill_on_a_quadratic(self, provided):
+        import torch
+
+        w = torch.nn.Parameter(torch.tensor([3.0, -2.0]))
+        optimizer = provided.component.build(default_settings(provided), [w])
+        assert isinstance(optimizer, torch.optim.Optimizer)
+        start = w.detach().pow(2).sum().item()
+        for _ in range(5):
+            optimizer.zero_grad()
+            w.pow(2).sum().backward()
+            optimizer.step()
+        assert w.detach().pow(2).sum().item() < start
+
+    def test_batch_size_is_null_or_positive(self, provided):
+        batch_size = getattr(default_settings(provided), "batch_size", None)
+        assert batch_size is None or int(batch_size) >= 1
+
+    def test_trains_end_to_end(self, provided, tmp_path):
+        result = train_once(tmp_path, f"optimizer={self.name}")
+        assert result.metrics
+
+
+class RegularizerContract(ComponentContract):
+    group: ClassVar[str] = "regularizer"
+
+    def test_penalty_is_a_non_negative_differentiable_scalar(self, provided):
+        import torch
+
+        penalty = provided.component.build(default_settings(provided))
+        if penalty is None:
+            return  # "no penalty"
+        layer = torch.nn.Linear(3, 2)
+        value = torch.as_tensor(penalty(layer))
+        assert value.ndim == 0 and value.item() >= 0
+        value.backward()
+        assert layer.weight.grad is not None
+
+    def test_penalty_is_zero_for_zero_weights(self, provided):
+        import torch
+
+        penalty = provided.component.build(default_settings(provided))
+        if penalty is None:
+            return
+        layer = torch.nn.Linear(3, 2)
+        with torch.no_grad():
+            layer.weight.zero_()
+        assert float(torch.as_tensor(penalty(layer)).detach()) == 0.0
+
+
+class DataContract(ComponentContract):
+    group: ClassVar[str] = "data"
+
+    @pytest.fixture
+    def settings(self) -> dict:
+        """Override to set what the defaults lack (a CSV needs a path, for instance)."""
+        return {}
+
+    def load(self, provided, settings, seed=0) -> Dataset:
+        from dataclasses import replace
+
+        return provided.component.build(replace(default_settings(provided), **settings), seed)
+
+    def test_schema_subclasses_data_config(self, provided):
+        from .components import DataConfig
+
+        assert issubclass(provided.component.schema, DataConfig)
+
+    def test_returns_consistent_arrays(self, provided, settings):
+        import numpy as np
+
+        data = self.load(provided, settings)
+        assert isinstance(data, Dataset)
+        x, y = np.asarray(data.x), np.asarray(data.y)
+        assert x.ndim in (2, 4) and y.shape == (len(x),) and len(x) >= 10
+        assert data.task in TASKS
+        assert np.isfinite(x.astype(float)).all()
+        if data.task == "classification":
+            assert data.num_classes and data.num_classes >= 2
+            assert set(np.unique(y)) <= set(range(data.num_classes))
+
+    def test_same_seed_same_data(self, provided, settings):
+        import numpy as np
+
+        first, second = self.load(provided, settings, seed=3), self.load(provided, settings, seed=3)
+        np.testing.assert_array_equal(np.asarray(first.x), np.asarray(second.x))
+        np.testing.assert_array_equal(np.asarray(first.y), np.asarray(second.y))
