@@ -13,6 +13,11 @@ import pytest
 os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
 os.environ["DO_NOT_TRACK"] = "true"
 os.environ.pop("MLFLOW_TRACKING_URI", None)
+# The suite sees the built-in plugins only, whatever else is installed here; tests of
+# third-party plugins turn autoload back on for the processes they start.
+os.environ["ORCHESTRATOR_DISABLE_PLUGIN_AUTOLOAD"] = "1"
+for name in ("ORCHESTRATOR_BLOCK_PLUGINS", "ORCHESTRATOR_STRICT_PLUGINS"):
+    os.environ.pop(name, None)
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 #: Small enough to train in a fraction of a second, large enough to split.
