@@ -78,7 +78,14 @@ class Run:
         self.uri = uri
         self.client = mlflow.MlflowClient(uri)
         experiment_id = get_or_create_experiment(self.client, uri, experiment)
+        # set_tracking_uri also exports MLFLOW_TRACKING_URI; put the user's value back, so a
+        # later run in this process (a sweep's next job) still resolves its own store.
+        previous = os.environ.get("MLFLOW_TRACKING_URI")
         mlflow.set_tracking_uri(uri)
+        if previous is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = previous
         self._run = mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=tags)
         self.run_id = self._run.info.run_id
 

@@ -29,7 +29,8 @@ def cli(*args: str, cwd: Path, env: dict | None = None, timeout: float = 300):
     return subprocess.run(
         [sys.executable, "-m", "orchestrator", *args],
         cwd=cwd,
-        env={**os.environ, **(env or {})},
+        env={k: v for k, v in {**os.environ, **(env or {})}.items() if k != "MLFLOW_TRACKING_URI"
+             or "MLFLOW_TRACKING_URI" in (env or {})},
         capture_output=True,
         text=True,
         timeout=timeout,

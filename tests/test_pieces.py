@@ -65,7 +65,8 @@ def test_csv_problems_name_the_file_column_and_line(tmp_path, content, target, w
 
 
 def test_builtins_come_from_the_entry_point_group():
-    pm, infos = load_plugins()
+    pm, infos, failures = load_plugins()
+    assert failures == []
     builtin = {name for name, info in infos.items() if info.distribution == "orchestrator"}
     assert builtin == {"builtin.models", "builtin.optimizers", "builtin.regularizers", "builtin.data"}
     catalog = Catalog(pm, infos)
@@ -74,7 +75,7 @@ def test_builtins_come_from_the_entry_point_group():
 
 
 def test_an_option_provided_twice_names_both_plugins():
-    pm, infos = load_plugins()
+    pm, infos, _ = load_plugins()
 
     class Copycat:
         @hookimpl
@@ -85,11 +86,14 @@ def test_an_option_provided_twice_names_both_plugins():
 
     pm.register(Copycat(), name="copycat")
     infos["copycat"] = PluginInfo("copycat", "copycat-dist", "1.0", "copycat")
-    with pytest.raises(OrchestratorError) as error:
-        Catalog(pm, infos)
-    message = str(error.value)
+    catalog = Catalog(pm, infos, strict=False)
+    (failure,) = catalog.failures
+    message = str(failure)
     assert "model=cnn" in message and "builtin.models" in message and "copycat" in message
     assert "copycat-dist" in message
+    assert catalog.get("model", "cnn").plugin.name == "builtin.models"  # the first one stays
+    with pytest.raises(OrchestratorError, match="copycat-dist"):
+        Catalog(*load_plugins()[:2], failures=[failure], strict=True)
 
 
 def test_unknown_option_suggests_the_closest():

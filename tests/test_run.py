@@ -122,3 +122,15 @@ def test_mlflow_tracking_uri_from_the_environment_wins_over_the_default(compose,
     result = run(cfg)
     assert result.tracking_uri == f"sqlite:///{other}"
     assert mlflow.MlflowClient(result.tracking_uri).get_run(result.run_id).info.status == "FINISHED"
+
+
+def test_a_run_does_not_leak_its_store_into_the_next_one(compose, workdir):
+    import os
+
+    first = run(compose("model=linear", "trainer.max_epochs=1", "tracking.log_model=false"))
+    assert "MLFLOW_TRACKING_URI" not in os.environ
+    cfg = compose("model=linear", "trainer.max_epochs=1", "tracking.log_model=false")
+    cfg.tracking.uri = None
+    second = run(cfg)
+    assert second.tracking_uri == f"sqlite:///{workdir / 'mlruns' / 'mlflow.db'}"
+    assert first.tracking_uri != second.tracking_uri
