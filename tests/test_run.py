@@ -127,7 +127,8 @@ def test_mlflow_tracking_uri_from_the_environment_wins_over_the_default(compose,
 def test_a_run_does_not_leak_its_store_into_the_next_one(compose, workdir):
     import os
 
-    first = run(compose("model=linear", "trainer.max_epochs=1", "tracking.log_model=false"))
+    first = run(compose("model=linear", "trainer.max_epochs=1", "tracking.log_model=false",
+                        f"tracking.uri=sqlite:///{workdir / 'other' / 'store.db'}"))
     assert "MLFLOW_TRACKING_URI" not in os.environ
     cfg = compose("model=linear", "trainer.max_epochs=1", "tracking.log_model=false")
     cfg.tracking.uri = None
