@@ -7,18 +7,24 @@ with Hydra, then hands the command line to one Hydra app whose primary config is
 
 from __future__ import annotations
 
+import math
+import os
 import sys
 import time
 from pathlib import Path
 
 import hydra
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from .components import GROUPS
 from .errors import OrchestratorError
 from .plugins import Catalog, get_catalog
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+# ${orchestrator.pid:} in output folder names keeps processes started in the same instant apart.
+# Cached, like ${now:}: Hydra copies the launching process's cache into every job's config, so
+# jobs in a parallel launcher's workers see the launcher's pid, not their own.
+OmegaConf.register_new_resolver("orchestrator.pid", os.getpid, replace=True, use_cache=True)
 
 
 def fail(error: OrchestratorError) -> None:
@@ -28,17 +34,55 @@ def fail(error: OrchestratorError) -> None:
 
 @hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")
 def hydra_app(cfg: DictConfig) -> float | None:
+    """One job: train, and return the ranking metric (what a sweeper such as Optuna optimises).
+
+    In a sweep, a job that fails is recorded as a FAILED child run and returns None, so the
+    other jobs go on (a sweeper that ranks trials, such as Optuna, records it as a failed
+    trial); the sweep's summary names it, and the command exits non-zero at the end.
+    """
     from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
 
     from .runner import run
+    from .sweep import ranking, read_parent
 
     hydra_cfg = HydraConfig.get()
+    multirun = hydra_cfg.mode == RunMode.MULTIRUN
+    parent = read_parent(hydra_cfg.sweep.dir) if multirun else None
+    tags = {}
+    if multirun:
+        tags = {"orchestrator.sweep.job": str(hydra_cfg.job.num),
+                "orchestrator.overrides": " ".join(hydra_cfg.overrides.task)}
+        share_cores(hydra_cfg)
     try:
-        result = run(cfg, overrides=hydra_cfg.overrides.task, output_dir=hydra_cfg.runtime.output_dir)
-    except OrchestratorError as error:
-        fail(error)
+        result = run(cfg, overrides=hydra_cfg.overrides.task, output_dir=hydra_cfg.runtime.output_dir,
+                     parent_run_id=parent["run_id"] if parent else None, extra_tags=tags)
+    except Exception as error:
+        if not multirun:
+            if isinstance(error, OrchestratorError):
+                fail(error)
+            raise
+        print(f"Job {hydra_cfg.job.num} ({' '.join(hydra_cfg.overrides.task)}) failed: "
+              f"{type(error).__name__}: {error}", file=sys.stderr)
+        return None
     print(f"MLflow run {result.run_id} FINISHED in {result.tracking_uri}")
-    return None
+    metric, _ = ranking(cfg.sweep.metric, cfg.sweep.mode, result.splits.task)
+    value = result.metrics.get(metric, float("nan"))
+    return value if math.isfinite(value) else None
+
+
+def share_cores(hydra_cfg) -> None:
+    """Jobs of a parallel launcher share the cores instead of each taking all of them."""
+    import os
+
+    n_jobs = hydra_cfg.launcher.get("n_jobs") if "launcher" in hydra_cfg else None
+    if n_jobs is None:
+        return
+    import torch
+
+    cores = os.cpu_count() or 1
+    parallel = cores if int(n_jobs) < 1 else min(int(n_jobs), cores)
+    torch.set_num_threads(max(1, cores // parallel))
 
 
 def list_plugins(catalog: Catalog, seconds: float) -> str:
@@ -113,7 +157,18 @@ def main() -> None:
         catalog.register_with_hydra()
     except OrchestratorError as error:
         fail(error)
-    hydra_app()
+    from . import sweep
+
+    try:
+        hydra_app()
+    except BaseException as error:
+        killed = isinstance(error, KeyboardInterrupt)
+        sweep.abandon_sweep("KILLED" if killed else "FAILED", f"sweep ended early: {type(error).__name__}: {error}")
+        raise
+    if sweep.last_sweep.get("failed"):
+        print(f"Error: {sweep.last_sweep['failed']} of {sweep.last_sweep['children']} jobs failed; "
+              "see the summary above.", file=sys.stderr)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

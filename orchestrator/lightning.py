@@ -21,6 +21,11 @@ from pytorch_lightning.loggers import MLFlowLogger
 from torch import nn
 
 from .datasets import Splits
+from .errors import OrchestratorError
+
+
+class TrainingDiverged(OrchestratorError):
+    """The loss became NaN or infinite: training stops at once and the run is FAILED."""
 
 # Lightning advertises a cloud logger at every Trainer start, and a torch deprecation inside
 # Lightning's own code warns on every fit: neither is anything our users can act on.
@@ -145,9 +150,16 @@ class TrainingModule(pl.LightningModule):
         loss, _ = self.loss_and_prediction(self(x), y)
         penalty = self.penalty(self.model) if self.penalty is not None else None
         penalty = torch.zeros((), device=loss.device) if penalty is None else torch.as_tensor(penalty)
+        objective = loss + penalty
+        if not torch.isfinite(objective):
+            raise TrainingDiverged(
+                f"The loss became {'NaN' if torch.isnan(objective) else 'infinite'} at epoch "
+                f"{self.current_epoch}, step {self.global_step}: training diverged. Try a smaller "
+                "learning rate (optimizer.lr), a smaller regularizer.strength, or data.standardize=true."
+            )
         self.log("train/loss", loss, on_step=False, on_epoch=True, batch_size=len(y))
         self.log("train/penalty", penalty, on_step=False, on_epoch=True, batch_size=len(y))
-        return loss + penalty
+        return objective
 
     def _evaluate(self, batch, stage: str, metrics: torchmetrics.MetricCollection):
         x, y = batch

@@ -1,9 +1,9 @@
 """``run(cfg)``: one training run, from a composed config to a FINISHED MLflow run.
 
 It builds each piece in turn, in the order a reader expects: resolve the chosen options, load and
-split the data, check the model fits the data, build model, optimizer and penalty, then train
-inside an MLflow run and log the model. Everything that can be refused is refused before the
-MLflow run is opened, so bad input never leaves a half-written run behind.
+split the data, check the model fits the data, build model, optimizer and penalty (``prepare``),
+then train inside an MLflow run, log the model and the plots. Everything that can be refused is
+refused before the MLflow run is opened, so bad input never leaves a half-written run behind.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -34,6 +34,32 @@ class RunResult:
     splits: Optional[Splits] = None
 
 
+@dataclass
+class Prepared:
+    """Everything a run needs, built and checked, before anything is written anywhere."""
+
+    cfg: DictConfig
+    chosen: dict[str, Provided]
+    names: dict[str, str]
+    splits: Splits
+    source: str
+    model: Any
+    penalty: Optional[Callable]
+    make_optimizer: Callable
+    batch_size: Optional[int]
+
+    def tags(self) -> dict[str, str]:
+        tags = {}
+        for group in GROUPS:
+            provided = self.chosen[group]
+            tags[f"orchestrator.{group}"] = self.names[group]
+            tags[f"orchestrator.{group}.plugin"] = provided.plugin.name
+            tags[f"orchestrator.{group}.distribution"] = provided.provenance
+        tags["orchestrator.task"] = self.splits.task
+        tags["orchestrator.data.source"] = self.source
+        return tags
+
+
 def settings_for(group: str, node: DictConfig, provided: Provided) -> Any:
     """The group's config node checked against its option's schema, as a dataclass instance."""
     from omegaconf.errors import OmegaConfBaseException
@@ -48,7 +74,7 @@ def settings_for(group: str, node: DictConfig, provided: Provided) -> Any:
         known = [f.name for f in schema.__dataclass_fields__.values()]
         hint = closest(key.split(".")[-1], known) if key else ""
         raise OrchestratorError(
-            f"Bad setting for {group}={provided.component.name}: {error.msg if hasattr(error, 'msg') else error}"
+            f"Bad setting for {group}={provided.component.name}: {getattr(error, 'msg', error)}"
             f"{hint}. Settings of {group}={provided.component.name}: {', '.join(known) or 'none'}."
         ) from None
 
@@ -74,14 +100,8 @@ def check_pairing(model: Provided, data_name: str, splits: Splits) -> None:
         )
 
 
-def run(
-    cfg: DictConfig,
-    overrides: Sequence[str] = (),
-    output_dir: Optional[str] = None,
-    catalog: Optional[Catalog] = None,
-) -> RunResult:
-    """Train once as ``cfg`` says and record it in MLflow; return the run id and final metrics."""
-    catalog = catalog or get_catalog()
+def prepare(cfg: DictConfig, catalog: Catalog) -> Prepared:
+    """Resolve the chosen options, load and split the data, build the model: or refuse."""
     for group in GROUPS:
         if group not in cfg or cfg[group] is None:
             raise OrchestratorError(
@@ -103,61 +123,120 @@ def run(
     torch.manual_seed(seed)
     log.info("Building model %s for inputs %s", names["model"], splits.input_shape)
     model = chosen["model"].component.build(settings["model"], splits.input_shape, splits.output_dim)
-    penalty = chosen["regularizer"].component.build(settings["regularizer"])
-    make_optimizer = partial(chosen["optimizer"].component.build, settings["optimizer"])
-    batch_size = getattr(settings["optimizer"], "batch_size", None)
+    return Prepared(
+        cfg=cfg,
+        chosen=chosen,
+        names=names,
+        splits=splits,
+        source=data.source,
+        model=model,
+        penalty=chosen["regularizer"].component.build(settings["regularizer"]),
+        make_optimizer=partial(chosen["optimizer"].component.build, settings["optimizer"]),
+        batch_size=getattr(settings["optimizer"], "batch_size", None),
+    )
 
+
+def default_run_name(cfg: DictConfig) -> str:
+    names = [str(cfg[g]._name_) if cfg.get(g) is not None else "?" for g in ("model", "optimizer", "regularizer", "data")]
+    return cfg.tracking.run_name or "-".join(names)
+
+
+def run(
+    cfg: DictConfig,
+    overrides: Sequence[str] = (),
+    output_dir: Optional[str] = None,
+    catalog: Optional[Catalog] = None,
+    parent_run_id: Optional[str] = None,
+    extra_tags: Optional[dict[str, str]] = None,
+) -> RunResult:
+    """Train once as ``cfg`` says and record it in MLflow; return the run id and final metrics.
+
+    With ``parent_run_id`` (a sweep's job) the run is nested under that run, and input refused
+    before training is still recorded, as a FAILED run holding the reason, so that the sweep's
+    summary can say which job failed and why.
+    """
+    from .tracking import Run, resolve_uri
+
+    catalog = catalog or get_catalog()
+    uri = resolve_uri(cfg.tracking.uri)
+    tags = dict(extra_tags or {})
+    try:
+        prepared = prepare(cfg, catalog)
+    except OrchestratorError:
+        if parent_run_id:
+            with Run(uri, cfg.tracking.experiment, default_run_name(cfg), tags, parent_run_id):
+                raise
+        raise
+    with Run(uri, cfg.tracking.experiment, default_run_name(cfg), {**prepared.tags(), **tags},
+             parent_run_id) as mlflow_run:
+        return track(prepared, mlflow_run, catalog, overrides, output_dir)
+
+
+def track(prepared: Prepared, mlflow_run, catalog: Catalog, overrides: Sequence[str], output_dir) -> RunResult:
+    """Train inside the open MLflow run and record config, metrics, model and plots in it."""
     from .lightning import train
     from .serving import Predictor
-    from .tracking import Run, flatten, resolve_uri
+    from .tracking import flatten
 
-    uri = resolve_uri(cfg.tracking.uri)
-    run_name = cfg.tracking.run_name or "-".join(names[g] for g in ("model", "optimizer", "regularizer", "data"))
-    tags = {}
-    for group in GROUPS:
-        provided = chosen[group]
-        tags[f"orchestrator.{group}"] = names[group]
-        tags[f"orchestrator.{group}.plugin"] = provided.plugin.name
-        tags[f"orchestrator.{group}.distribution"] = provided.provenance
-    tags["orchestrator.task"] = splits.task
-    tags["orchestrator.data.source"] = data.source
-
+    cfg, splits = prepared.cfg, prepared.splits
     hooks = catalog.pm.hook
     callbacks = [cb for found in hooks.add_callbacks(cfg=cfg) for cb in (found or [])]
-    resolved = OmegaConf.to_container(cfg, resolve=True)
-    with Run(uri, cfg.tracking.experiment, run_name, tags) as mlflow_run:
-        log.info("MLflow run %s in %s", mlflow_run.run_id, uri)
-        mlflow_run.log_params(flatten(resolved))
-        mlflow_run.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
-        mlflow_run.log_text("".join(f"{o}\n" for o in overrides), "overrides.txt")
-        mlflow_run.log_metrics(
-            {"data.n_train": len(splits.y_train), "data.n_val": len(splits.y_val), "data.n_test": len(splits.y_test)}
+    log.info("MLflow run %s in %s", mlflow_run.run_id, mlflow_run.uri)
+    mlflow_run.log_params(flatten(OmegaConf.to_container(cfg, resolve=True)))
+    mlflow_run.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
+    mlflow_run.log_text("".join(f"{o}\n" for o in overrides), "overrides.txt")
+    mlflow_run.log_metrics(
+        {"data.n_train": len(splits.y_train), "data.n_val": len(splits.y_val), "data.n_test": len(splits.y_test)}
+    )
+    metrics: dict[str, float] = {}
+    try:
+        hooks.on_run_start(run=mlflow_run, cfg=cfg)
+        metrics = train(
+            prepared.model,
+            splits,
+            make_optimizer=prepared.make_optimizer,
+            penalty=prepared.penalty,
+            batch_size=prepared.batch_size,
+            trainer_args=OmegaConf.to_container(cfg.trainer, resolve=True),
+            callbacks=callbacks,
+            seed=int(cfg.seed),
+            tracking_uri=mlflow_run.uri,
+            run_id=mlflow_run.run_id,
+            output_dir=output_dir or ".",
         )
-        metrics: dict[str, float] = {}
-        try:
-            hooks.on_run_start(run=mlflow_run, cfg=cfg)
-            metrics = train(
-                model,
-                splits,
-                make_optimizer=make_optimizer,
-                penalty=penalty,
-                batch_size=batch_size,
-                trainer_args=OmegaConf.to_container(cfg.trainer, resolve=True),
-                callbacks=callbacks,
-                seed=seed,
-                tracking_uri=uri,
-                run_id=mlflow_run.run_id,
-                output_dir=output_dir or ".",
-            )
-            predictor = Predictor(model, splits.mean, splits.std, splits.task, splits.num_classes).eval()
-            model_uri = ""
-            if cfg.tracking.log_model:
-                raw_example = splits.x_test[:5] * splits.std + splits.mean
-                model_uri = mlflow_run.log_model(predictor, raw_example, cfg.tracking.model_format)
-        except BaseException as error:
-            status = "KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED"
-            hooks.on_run_end(run=mlflow_run, cfg=cfg, status=status, metrics=metrics, error=error)
-            raise
-        hooks.on_run_end(run=mlflow_run, cfg=cfg, status="FINISHED", metrics=metrics, error=None)
-    log.info("Finished run %s: %s", mlflow_run.run_id, {k: round(v, 4) for k, v in metrics.items() if k.startswith("test/")})
-    return RunResult(mlflow_run.run_id, uri, metrics, model_uri, predictor, splits)
+        predictor = Predictor(prepared.model, splits.mean, splits.std, splits.task, splits.num_classes).eval()
+        model_uri = ""
+        if cfg.tracking.log_model:
+            raw_example = splits.x_test[:5] * splits.std + splits.mean
+            model_uri = mlflow_run.log_model(predictor, raw_example, cfg.tracking.model_format)
+        if cfg.tracking.plots:
+            log_plots(mlflow_run, prepared.model, splits)
+    except BaseException as error:
+        status = "KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED"
+        hooks.on_run_end(run=mlflow_run, cfg=cfg, status=status, metrics=metrics, error=error)
+        raise
+    hooks.on_run_end(run=mlflow_run, cfg=cfg, status="FINISHED", metrics=metrics, error=None)
+    log.info("Finished run %s: %s", mlflow_run.run_id,
+             {k: round(v, 4) for k, v in metrics.items() if k.startswith("test/")})
+    return RunResult(mlflow_run.run_id, mlflow_run.uri, metrics, model_uri, predictor, splits)
+
+
+def log_plots(mlflow_run, model, splits: Splits) -> None:
+    """Learning curves; a confusion matrix (classifiers) or predicted-vs-true (regressors)."""
+    import numpy as np
+    import torch
+
+    from . import plots
+
+    histories = {key: [v for _, v in mlflow_run.metric_history(key)] for key in ("train/loss", "val/loss")}
+    mlflow_run.log_figure(plots.learning_curves(histories), "plots/learning_curves.png")
+    model.eval()
+    with torch.no_grad():
+        out = model(torch.from_numpy(splits.x_test))
+    if splits.task == "classification":
+        predicted = (out.squeeze(-1) > 0).long() if splits.output_dim == 1 else out.argmax(dim=-1)
+        figure = plots.confusion_matrix(splits.y_test, predicted.numpy(), max(2, splits.num_classes or 2))
+        mlflow_run.log_figure(figure, "plots/confusion_matrix.png")
+    else:
+        figure = plots.predicted_vs_true(splits.y_test, out.squeeze(-1).numpy().astype(np.float64))
+        mlflow_run.log_figure(figure, "plots/predicted_vs_true.png")

@@ -1,26 +1,217 @@
-"""Sweep glue: a Hydra callback that tells plugins when a multirun sweep starts and ends."""
+"""Sweep glue: one MLflow parent run per multirun, with a summary of its children.
+
+``SweepHooks`` is a Hydra callback (see ``conf/config.yaml``) that runs in the launching
+process. Before any job starts it opens the parent run (creating the store and the experiment
+on the way, so parallel jobs race on neither) and writes where it is to
+``<sweep dir>/.orchestrator/parent.json``; each job reads that file and nests its run under the
+parent, whichever launcher started it. When the last job has ended, the parent receives a
+summary table (one row per child), the best child's id and metric, the best parameters of a
+sweeper that reports them (Optuna), and a chart comparing the children.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import csv
+import io
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any, Optional
 
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
+
+#: Columns of the summary, in reading order.
+CHOICES = ("model", "optimizer", "regularizer", "data")
+
+PARENT_FILE = Path(".orchestrator") / "parent.json"
+#: Set in the launching process when a sweep ends: how many of its jobs failed.
+last_sweep: dict[str, Any] = {}
+
+
+def parent_file(sweep_dir: str) -> Path:
+    return Path(sweep_dir) / PARENT_FILE
+
+
+def read_parent(sweep_dir: str) -> Optional[dict]:
+    path = parent_file(sweep_dir)
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def ranking(metric: Optional[str], mode: Optional[str], task: str) -> tuple[str, str]:
+    """The metric that ranks runs of ``task``, and whether lower or higher is better."""
+    metric = metric or ("val/accuracy" if task == "classification" else "val/loss")
+    if mode is None:
+        mode = "max" if any(word in metric for word in ("accuracy", "f1", "r2")) else "min"
+    return metric, mode
+
+
+def best_index(values: list[float], mode: str) -> Optional[int]:
+    finite = [(v, i) for i, v in enumerate(values) if not math.isnan(v)]
+    if not finite:
+        return None
+    return (min(finite) if mode == "min" else max(finite))[1]
+
+
+def table(rows: list[dict], columns: list[str]) -> str:
+    """A plain text table, as printed in the terminal and stored as ``summary.txt``."""
+    cells = [[str(row.get(c, "")) for c in columns] for row in rows]
+    widths = [max(len(c), *(len(r[i]) for r in cells)) if cells else len(c) for i, c in enumerate(columns)]
+    lines = [" | ".join(c.ljust(w) for c, w in zip(columns, widths)), "-+-".join("-" * w for w in widths)]
+    lines += [" | ".join(v.ljust(w) for v, w in zip(r, widths)) for r in cells]
+    return "\n".join(lines)
+
+
+def summarise(children: list, metric: Optional[str], mode: Optional[str]) -> dict[str, Any]:
+    """Rows, text tables and best runs of a sweep's children, task by task."""
+    by_task: dict[str, list] = {}
+    for child in children:
+        by_task.setdefault(child.data.tags.get("orchestrator.task", "unknown"), []).append(child)
+    shared = set.intersection(*(set(c.data.tags.get("orchestrator.overrides", "").split()) for c in children)) if children else set()
+    rows_all, texts, best = [], [], {}
+    for task, runs in sorted(by_task.items()):
+        key, direction = ranking(metric, mode, task)
+        test_keys = ["test/loss", "test/r2"] if task == "regression" else ["test/loss", "test/accuracy", "test/f1"]
+        rows = []
+        for child in sorted(runs, key=lambda r: int(r.data.tags.get("orchestrator.sweep.job", 0))):
+            tags, values = child.data.tags, child.data.metrics
+            row = {
+                "job": tags.get("orchestrator.sweep.job", ""),
+                "status": child.info.status,
+                **{group: tags.get(f"orchestrator.{group}", "") for group in CHOICES},
+                "overrides": " ".join(o for o in tags.get("orchestrator.overrides", "").split() if o not in shared),
+                key: values.get(key, math.nan) if child.info.status == "FINISHED" else math.nan,
+                **{k: values.get(k, math.nan) for k in test_keys if k != key},
+                "run_id": child.info.run_id,
+                "error": tags.get("error", "").splitlines()[0][:120] if tags.get("error") else "",
+                "task": task,
+            }
+            rows.append(row)
+        chosen = best_index([r[key] if r["status"] == "FINISHED" else math.nan for r in rows], direction)
+        if chosen is not None:
+            best[task] = {"run_id": rows[chosen]["run_id"], "metric": key, "value": rows[chosen][key],
+                          "job": rows[chosen]["job"], "overrides": rows[chosen]["overrides"]}
+        shown = [{**r, **{k: "" if math.isnan(v) else f"{v:.4g}" for k, v in r.items() if isinstance(v, float)}}
+                 for r in rows]
+        columns = ["job", "status", *CHOICES, "overrides", key, *[k for k in test_keys if k != key], "error"]
+        texts.append(f"{task} ({len(rows)} runs, ranked by {key}, {direction}):\n{table(shown, columns)}")
+        rows_all.extend(rows)
+    return {"rows": rows_all, "text": "\n\n".join(texts), "best": best}
+
+
+def short_label(row: dict) -> str:
+    """``"3: optimizer.lr=0.0241 regularizer.strength=9.8e-05"``: numbers to 3 digits."""
+    import re
+
+    text = re.sub(r"-?\d+\.\d+(?:e-?\d+)?", lambda m: f"{float(m.group()):.3g}", row["overrides"] or row["model"])
+    return f"{row['job']}: {text}"[:60]
+
+
+def to_csv(rows: list[dict]) -> str:
+    columns: list[str] = []
+    for row in rows:
+        columns += [c for c in row if c not in columns]
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=columns)
+    writer.writeheader()
+    writer.writerows(rows)
+    return out.getvalue()
 
 
 class SweepHooks(Callback):
-    """Calls the ``on_sweep_start`` and ``on_sweep_end`` hooks in the launching process."""
+    """Hydra callback: the parent run of a multirun, and the plugins' sweep hooks."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        self._call("on_sweep_start", config)
+        from .plugins import get_catalog
+        from .tracking import open_parent_run, resolve_uri
+
+        # Resolving the folder here caches ${now:} and ${orchestrator.pid:}; Hydra hands that
+        # cache to every job, so jobs in other processes find the same folder.
+        sweep_dir = str(config.hydra.sweep.dir)
+        overrides = list(config.hydra.overrides.task)
+        uri = resolve_uri(config.tracking.uri)
+        launcher = str(OmegaConf.select(config, "hydra.launcher._target_", default="")).rsplit(".", 1)[-1]
+        sweeper = str(OmegaConf.select(config, "hydra.sweeper._target_", default="")).rsplit(".", 1)[-1]
+        name = ("sweep " + " ".join(overrides))[:240] if overrides else "sweep"
+        params = {"sweep.overrides": " ".join(overrides)[:6000]}
+        params.update({f"sweep.{k}": v for k, v in (o.split("=", 1) for o in overrides if "=" in o)})
+        parent = open_parent_run(uri, config.tracking.experiment, name, params, {
+            "orchestrator.sweep_dir": str(Path(sweep_dir).resolve()),
+            "orchestrator.launcher": launcher, "orchestrator.sweeper": sweeper,
+        })
+        path = parent_file(sweep_dir)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"run_id": parent, "tracking_uri": uri}))
+        last_sweep.clear()
+        last_sweep.update(run_id=parent, tracking_uri=uri, closed=False, failed=0)
+        print(f"Sweep parent run {parent} in {uri}", file=sys.stderr)
+        get_catalog().pm.hook.on_sweep_start(sweep_dir=sweep_dir, overrides=overrides)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        self._call("on_sweep_end", config)
-
-    @staticmethod
-    def _call(hook: str, config: DictConfig) -> None:
         from .plugins import get_catalog
 
-        getattr(get_catalog().pm.hook, hook)(
-            sweep_dir=str(config.hydra.sweep.dir), overrides=list(config.hydra.overrides.task)
-        )
+        sweep_dir = str(config.hydra.sweep.dir)
+        close_sweep(sweep_dir, config.sweep.metric, config.sweep.mode)
+        get_catalog().pm.hook.on_sweep_end(sweep_dir=sweep_dir, overrides=list(config.hydra.overrides.task))
+
+
+def close_sweep(sweep_dir: str, metric: Optional[str], mode: Optional[str]) -> dict:
+    """Summarise the children on the parent run, print the summary, end the parent FINISHED."""
+    from . import plots
+    from .tracking import child_runs, close_parent_run
+
+    parent = read_parent(sweep_dir)
+    if parent is None:
+        return {}
+    uri, parent_id = parent["tracking_uri"], parent["run_id"]
+    children = child_runs(uri, parent_id)
+    summary = summarise(children, metric, mode)
+    rows, best = summary["rows"], summary["best"]
+    failed = [r for r in rows if r["status"] != "FINISHED"]
+    tags: dict[str, str] = {"orchestrator.sweep.children": str(len(rows)),
+                            "orchestrator.sweep.failed": str(len(failed))}
+    metrics: dict[str, float] = {"sweep/children": len(rows), "sweep/failed": len(failed)}
+    params: dict[str, str] = {}
+    for task, found in best.items():
+        suffix = "" if len(best) == 1 else f".{task}"
+        tags[f"best_run_id{suffix}"] = found["run_id"]
+        tags[f"best_overrides{suffix}"] = found["overrides"]
+        metrics[f"best{'' if len(best) == 1 else '/' + task}/{found['metric']}"] = found["value"]
+    results = Path(sweep_dir) / "optimization_results.yaml"
+    if results.is_file():  # written by the Optuna sweeper
+        found = OmegaConf.load(results)
+        for key, value in (found.get("best_params") or {}).items():
+            params[f"best_params.{key}"] = str(value)
+        if found.get("best_value") is not None:
+            metrics["best_value"] = float(found.best_value)
+    figures = {}
+    for task in sorted({r["task"] for r in rows}):
+        task_rows = [r for r in rows if r["task"] == task]
+        key, direction = ranking(metric, mode, task)
+        values = [r[key] if r["status"] == "FINISHED" else math.nan for r in task_rows]
+        labels = [short_label(r) for r in task_rows]
+        figures[f"plots/sweep_{task}.png"] = plots.sweep_comparison(labels, values, key, best_index(values, direction))
+    text = summary["text"]
+    if failed:
+        text += "\n\nFailed jobs:\n" + "\n".join(f"  job {r['job']} ({r['overrides']}): {r['error']}" for r in failed)
+    close_parent_run(uri, parent_id, "FINISHED", tags=tags, params=params, metrics=metrics,
+                     texts={"summary.txt": text + "\n", "summary.csv": to_csv(rows)}, figures=figures)
+    print(f"\nSweep summary (parent run {parent_id}):\n{text}\n")
+    last_sweep.update(closed=True, failed=len(failed), children=len(rows))
+    return summary
+
+
+def abandon_sweep(status: str, reason: str) -> None:
+    """The launching process is ending early (Ctrl-C, a crash): end the parent and the children
+    still RUNNING, so nothing is left pretending to run."""
+    from .tracking import child_runs, end_run_if_running
+
+    if not last_sweep or last_sweep.get("closed"):
+        return
+    uri, parent_id = last_sweep["tracking_uri"], last_sweep["run_id"]
+    for child in child_runs(uri, parent_id):
+        if child.info.status == "RUNNING":
+            end_run_if_running(uri, child.info.run_id, status, reason)
+    end_run_if_running(uri, parent_id, status, reason)
+    last_sweep["closed"] = True

@@ -72,7 +72,10 @@ class Run:
     """One MLflow run, used as a context manager: it ends FINISHED when the block ends, FAILED
     (with the error as a tag and ``error.txt``) on an exception, KILLED on Ctrl-C."""
 
-    def __init__(self, uri: str, experiment: str, run_name: str, tags: dict[str, str]):
+    def __init__(
+        self, uri: str, experiment: str, run_name: str, tags: dict[str, str],
+        parent_run_id: Optional[str] = None,
+    ):
         import mlflow
 
         self.uri = uri
@@ -86,6 +89,8 @@ class Run:
             os.environ.pop("MLFLOW_TRACKING_URI", None)
         else:
             os.environ["MLFLOW_TRACKING_URI"] = previous
+        if parent_run_id:
+            tags = {**tags, "mlflow.parentRunId": parent_run_id}
         self._run = mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=tags)
         self.run_id = self._run.info.run_id
 
@@ -129,6 +134,10 @@ class Run:
         self.client.log_artifact(self.run_id, str(path), folder)
 
     def log_metrics(self, metrics: dict[str, float], step: int = 0) -> None:
+        self.log_metrics_to(self.client, self.run_id, metrics, step)
+
+    @staticmethod
+    def log_metrics_to(client, run_id: str, metrics: dict[str, float], step: int = 0) -> None:
         import time
 
         from mlflow.entities import Metric
@@ -136,7 +145,13 @@ class Run:
         now = int(time.time() * 1000)
         points = [Metric(k, float(v), now, step) for k, v in metrics.items()]
         if points:
-            self.client.log_batch(self.run_id, metrics=points)
+            client.log_batch(run_id, metrics=points)
+
+    def log_figure(self, figure, name: str) -> None:
+        self.client.log_figure(self.run_id, figure, name)
+
+    def metric_history(self, key: str) -> list[tuple[int, float]]:
+        return [(m.step, m.value) for m in self.client.get_metric_history(self.run_id, key)]
 
     def log_model(self, module, example, serialization_format: str = "pickle") -> str:
         """Log ``module`` in MLflow's PyTorch format with a signature and an input example, so
@@ -162,3 +177,77 @@ class Run:
             pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", f"numpy=={np.__version__}"],
         )
         return info.model_uri
+
+
+# --------------------------------------------------------------------------------------------
+# Sweeps: one parent run per multirun, a child run per job.
+# --------------------------------------------------------------------------------------------
+
+
+def open_parent_run(uri: str, experiment: str, name: str, params: dict[str, str], tags: dict[str, str]) -> str:
+    """Create a sweep's parent run (RUNNING) before any job starts, creating the store and the
+    experiment on the way, so that parallel jobs race on neither."""
+    import mlflow
+    from mlflow.entities import Param, RunTag
+
+    client = mlflow.MlflowClient(uri)
+    experiment_id = get_or_create_experiment(client, uri, experiment)
+    run = client.create_run(experiment_id, run_name=name, tags={"orchestrator.sweep": "parent", **tags})
+    items = [Param(k, str(v)[:6000]) for k, v in params.items()]
+    for start in range(0, len(items), 100):
+        client.log_batch(run.info.run_id, params=items[start : start + 100])
+    return run.info.run_id
+
+
+def child_runs(uri: str, parent_run_id: str) -> list:
+    """The runs nested under ``parent_run_id``, oldest first."""
+    import mlflow
+
+    client = mlflow.MlflowClient(uri)
+    parent = client.get_run(parent_run_id)
+    return client.search_runs(
+        [parent.info.experiment_id],
+        filter_string=f"tags.`mlflow.parentRunId` = '{parent_run_id}'",
+        max_results=50000,
+        order_by=["attributes.start_time ASC"],
+    )
+
+
+def close_parent_run(
+    uri: str,
+    parent_run_id: str,
+    status: str,
+    *,
+    tags: dict[str, str],
+    params: dict[str, str],
+    metrics: dict[str, float],
+    texts: dict[str, str],
+    figures: dict[str, Any],
+) -> None:
+    """Record a sweep's summary on its parent run and end it with ``status``."""
+    import mlflow
+    from mlflow.entities import Param, RunTag
+
+    client = mlflow.MlflowClient(uri)
+    client.log_batch(
+        parent_run_id,
+        params=[Param(k, str(v)[:6000]) for k, v in params.items()],
+        tags=[RunTag(k, str(v)[:5000]) for k, v in tags.items()],
+    )
+    Run.log_metrics_to(client, parent_run_id, metrics)
+    for name, text in texts.items():
+        client.log_text(parent_run_id, text, name)
+    for name, figure in figures.items():
+        client.log_figure(parent_run_id, figure, name)
+    client.set_terminated(parent_run_id, status)
+
+
+def end_run_if_running(uri: str, run_id: str, status: str, reason: str = "") -> None:
+    """Mark ``run_id`` ``status`` unless it already ended (used when a sweep is cut short)."""
+    import mlflow
+
+    client = mlflow.MlflowClient(uri)
+    if client.get_run(run_id).info.status == "RUNNING":
+        if reason:
+            client.set_tag(run_id, "error", reason[:5000])
+        client.set_terminated(run_id, status)
