@@ -46,7 +46,11 @@ def get_or_create_experiment(client, uri: str, name: str) -> str:
     if experiment is not None:
         return experiment.experiment_id
     try:
-        return client.create_experiment(name, default_artifact_location(uri, name))
+        # experimentKind opens the UI on the runs table (MLflow 3 defaults to its GenAI views).
+        return client.create_experiment(
+            name, default_artifact_location(uri, name),
+            tags={"mlflow.experimentKind": "custom_model_development"},
+        )
     except MlflowException:  # created meanwhile by another process
         experiment = client.get_experiment_by_name(name)
         if experiment is None:
