@@ -115,3 +115,13 @@ def test_penalties_cover_weights_not_biases():
     assert penalty(0.5, 0.0)(layer).item() == pytest.approx(0.5 * 3)
     assert penalty(0.0, 0.5)(layer).item() == pytest.approx(0.5 * 5)
     assert penalty(0.1, 0.2)(layer).item() == pytest.approx(0.1 * 3 + 0.2 * 5)
+
+
+def test_digits_are_scikit_learns_digits():
+    from sklearn.datasets import load_digits as reference
+
+    from orchestrator_plugins.data import DigitsConfig, load_digits
+
+    ours, theirs = load_digits(DigitsConfig(), seed=0), reference()
+    np.testing.assert_array_equal(ours.x, theirs.images[:, None] / 16.0)
+    np.testing.assert_array_equal(ours.y, theirs.target)
