@@ -18,6 +18,7 @@ from .components import (
 )
 from .errors import OrchestratorError
 from .plugins import hookimpl
+from .schema import check
 
 __version__ = "0.1.0"
 
@@ -30,6 +31,7 @@ __all__ = [
     "Optimizer",
     "OrchestratorError",
     "Regularizer",
+    "check",
     "hookimpl",
     "run",
 ]

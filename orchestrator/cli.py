@@ -126,6 +126,72 @@ def check_chosen_options(catalog: Catalog, args: list[str]) -> None:
                     )
 
 
+def refuse_targets(args: list[str]) -> None:
+    """No override may name code to import: components are chosen by registered name only."""
+    for arg in args:
+        if "_target_" in arg:
+            raise OrchestratorError(
+                f"{arg!r} is refused: a _target_ cannot be set from the command line. Components "
+                "are chosen by their registered names (model=cnn, optimizer=adam), never by a "
+                "dotted path; install a plugin to add one."
+            )
+
+
+def check_overrides(catalog: Catalog, args: list[str]) -> None:
+    """Compose a single run's config once before Hydra does, to turn a typo into a message that
+    names the key, the value and the closest valid names (Hydra would say less)."""
+    if not args or any(a.startswith("-") or "hydra" in a.split("=", 1)[0] for a in args):
+        return  # flags, sweeps and Hydra's own settings: Hydra reports those itself
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import ConfigCompositionException, MissingConfigException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from .errors import closest
+
+    def composed(overrides):
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            return compose("config", overrides=overrides)
+
+    try:
+        composed(args)
+    except MissingConfigException as error:
+        group = getattr(error, "config_name", None) or ""
+        for arg in args:
+            key, _, value = arg.lstrip("+~").partition("=")
+            if key in catalog.options and value and value not in catalog.options[key] \
+                    and not _is_yaml_option(catalog, key, value):
+                catalog.get(key, value)  # raises with the choices and the closest name
+        return
+    except (ConfigCompositionException, OmegaConfBaseException) as error:
+        cause = error.__cause__ or error
+        full_key = getattr(cause, "full_key", None) or ""
+        bad = next((a for a in args if a.lstrip("+~").split("=", 1)[0] == full_key), None)
+        if not full_key or bad is None:
+            return
+        value = bad.split("=", 1)[1] if "=" in bad else ""
+        reason = str(getattr(cause, "msg", None) or cause).splitlines()[0]
+        if not any(words in reason for words in ("not in struct", "Could not override", "not in '")):
+            raise OrchestratorError(f"{full_key}={value!r} is not valid: {reason}.") from None
+        parent, _, leaf = full_key.rpartition(".")
+        try:
+            base = composed([a for a in args if a is not bad])
+            node = OmegaConf.select(base, parent) if parent else base
+        except Exception:
+            node = None
+        known = [k for k in (node.keys() if isinstance(node, DictConfig) else []) if k != "_name_"]
+        option = f"={node._name_}" if isinstance(node, DictConfig) and "_name_" in node else ""
+        where = f"Settings of {parent}{option}" if parent else "Top-level settings"
+        raise OrchestratorError(
+            f"{full_key} is not a setting{closest(leaf, known)}. {where}: {', '.join(map(str, known)) or 'none'}."
+            + (" Lightning Trainer arguments not listed here are added with +trainer.<name>=<value>."
+               if parent == "trainer" else "")
+        ) from None
+    finally:
+        from hydra.core.global_hydra import GlobalHydra
+
+        GlobalHydra.instance().clear()
+
+
 def _is_yaml_option(catalog: Catalog, group: str, name: str) -> bool:
     from importlib import resources
 
@@ -153,17 +219,25 @@ def main() -> None:
             return
         for failure in catalog.failures:
             print(f"Warning: {failure}", file=sys.stderr)
+        refuse_targets(args)
         check_chosen_options(catalog, args)
         catalog.register_with_hydra()
+        check_overrides(catalog, args)
     except OrchestratorError as error:
         fail(error)
     from . import sweep
 
+    from .lightning import Interrupted
+
     try:
         hydra_app()
     except BaseException as error:
-        killed = isinstance(error, KeyboardInterrupt)
+        killed = isinstance(error, (KeyboardInterrupt, Interrupted))
         sweep.abandon_sweep("KILLED" if killed else "FAILED", f"sweep ended early: {type(error).__name__}: {error}")
+        if isinstance(error, Interrupted):
+            print(f"Interrupted ({error}): runs in progress are KILLED, with a checkpoint to resume "
+                  "from (resume=<run id>).", file=sys.stderr)
+            sys.exit(128 + error.signum)  # 130 for SIGINT, 143 for SIGTERM, as shells report
         raise
     if sweep.last_sweep.get("failed"):
         print(f"Error: {sweep.last_sweep['failed']} of {sweep.last_sweep['children']} jobs failed; "

@@ -10,6 +10,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Callable, ClassVar, Optional
 
+from .schema import check
+
 #: The config groups that plugins fill, in the order they are built.
 GROUPS = ("data", "model", "optimizer", "regularizer")
 
@@ -105,9 +107,9 @@ class DataConfig:
     """Options every data option shares. Data schemas subclass this."""
 
     #: Share of the examples held out for validation, in (0, 1).
-    val_fraction: float = 0.15
+    val_fraction: float = check(0.15, gt=0, lt=1)
     #: Share of the examples held out for the final test, in (0, 1).
-    test_fraction: float = 0.15
+    test_fraction: float = check(0.15, gt=0, lt=1)
     #: Scale features to zero mean and unit variance, fitted on the training split only.
     standardize: bool = True
 

@@ -33,6 +33,7 @@ logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(
     lambda record: not str(record.msg).startswith("💡 Tip")
 )
 warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\)")
+warnings.filterwarnings("ignore", message=".*`weights_only` was not set")  # our own checkpoints
 
 
 class TensorBatches:
@@ -310,45 +311,110 @@ class Timings(pl.Callback):
         self.fit_end = time.time()
 
 
-def train(
-    model: nn.Module,
-    splits: Splits,
-    *,
-    make_optimizer,
-    penalty,
-    batch_size: Optional[int],
-    trainer_args: dict,
-    callbacks: list,
-    seed: int,
-    tracking_uri: str,
-    run_id: str,
-    output_dir: str,
-) -> dict[str, float]:
-    """Fit, validate each epoch, test once; return the final metrics (train, val and test)."""
-    trainer_args = dict(trainer_args)
-    if trainer_args.get("enable_progress_bar") is None:
-        trainer_args["enable_progress_bar"] = sys.stderr.isatty()
-    logger = BufferedMLFlowLogger(tracking_uri=tracking_uri, run_id=run_id)
-    module = TrainingModule(model, splits.task, splits.num_classes, make_optimizer, penalty)
-    data = TensorDataModule(splits, batch_size, seed)
-    timings = Timings()
-    trainer = pl.Trainer(
-        logger=logger, callbacks=[timings, *callbacks], default_root_dir=output_dir, **trainer_args
-    )
-    try:
-        trainer.fit(module, datamodule=data)
-    finally:
-        fit_logging = logger.seconds
-        logger.flush()  # what was logged before a failure is kept too
-    final = {k: float(v) for k, v in trainer.callback_metrics.items()}
-    trainer.test(module, datamodule=data, verbose=False)
-    final.update({k: float(v) for k, v in trainer.callback_metrics.items()})
-    # How the time went, logged with the run (and read by the benchmark).
-    final["time/fit_seconds"] = timings.fit_end - timings.fit_start
-    final["time/logging_seconds"] = fit_logging
-    started = process_start_time()
-    if started is not None and timings.first_step is not None:
-        final["time/startup_seconds"] = timings.first_step - started
-    logger.log_metrics({k: v for k, v in final.items() if k.startswith("time/")}, step=trainer.global_step)
-    logger.flush()
-    return final
+class Interrupted(BaseException):
+    """SIGINT or SIGTERM arrived during training. A BaseException, like KeyboardInterrupt, so
+    that nothing catches it as an error; not a KeyboardInterrupt, so that Lightning re-raises it
+    after its own clean-up instead of exiting."""
+
+    def __init__(self, signum: int):
+        import signal
+
+        self.signum = signum
+        super().__init__(f"interrupted by {signal.Signals(signum).name}")
+
+
+class CheckpointOnInterrupt(pl.Callback):
+    """Writes ``last.ckpt`` when training is interrupted, so the run can be resumed."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self.saved = False
+
+    def on_exception(self, trainer, pl_module, exception):
+        if isinstance(exception, Interrupted):
+            trainer.save_checkpoint(self.path)
+            self.saved = True
+
+
+class Training:
+    """The Trainer and what it trains, built (and so checked) before the MLflow run opens."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        splits: Splits,
+        *,
+        make_optimizer,
+        penalty,
+        batch_size: Optional[int],
+        trainer_args: dict,
+        callbacks: list,
+        seed: int,
+        tracking_uri: str,
+        output_dir: str,
+    ):
+        import inspect
+        from pathlib import Path
+
+        trainer_args = dict(trainer_args)
+        if trainer_args.get("enable_progress_bar") is None:
+            trainer_args["enable_progress_bar"] = sys.stderr.isatty()
+        accepted = inspect.signature(pl.Trainer).parameters
+        unknown = [k for k in trainer_args if k not in accepted or k in ("logger", "callbacks")]
+        if unknown:
+            from .errors import closest
+
+            raise OrchestratorError(
+                f"trainer.{unknown[0]} is not a Lightning Trainer argument"
+                f"{closest(unknown[0], accepted)}."
+            )
+        self.logger = BufferedMLFlowLogger(tracking_uri=tracking_uri)
+        self.module = TrainingModule(model, splits.task, splits.num_classes, make_optimizer, penalty)
+        self.data = TensorDataModule(splits, batch_size, seed)
+        self.timings = Timings()
+        self.checkpoint_path = str(Path(output_dir) / "checkpoints" / "last.ckpt")
+        self.on_interrupt = CheckpointOnInterrupt(self.checkpoint_path)
+        try:
+            self.trainer = pl.Trainer(
+                logger=self.logger,
+                callbacks=[self.timings, self.on_interrupt, *callbacks],
+                default_root_dir=output_dir,
+                **trainer_args,
+            )
+        except Exception as error:  # Lightning's MisconfigurationException, TypeError, ValueError
+            raise OrchestratorError(f"The trainer settings are refused by Lightning: {error}") from None
+
+    def run(self, run_id: str, resume_from: Optional[str] = None) -> dict[str, float]:
+        """Fit (from ``resume_from``, a checkpoint, if given), validate each epoch, test once,
+        logging into MLflow run ``run_id``; return the final metrics (train, val and test)."""
+        import signal
+        import threading
+
+        self.logger._run_id = run_id
+        trainer, logger, timings = self.trainer, self.logger, self.timings
+
+        def interrupt(signum, frame):
+            raise Interrupted(signum)
+
+        handlers = {}
+        if threading.current_thread() is threading.main_thread():
+            handlers = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            trainer.fit(self.module, datamodule=self.data, ckpt_path=resume_from)
+        finally:
+            for sig, handler in handlers.items():
+                signal.signal(sig, handler)
+            fit_logging = logger.seconds
+            logger.flush()  # what was logged before a failure or interruption is kept too
+        final = {k: float(v) for k, v in trainer.callback_metrics.items()}
+        trainer.test(self.module, datamodule=self.data, verbose=False)
+        final.update({k: float(v) for k, v in trainer.callback_metrics.items()})
+        # How the time went, logged with the run (and read by the benchmark).
+        final["time/fit_seconds"] = timings.fit_end - timings.fit_start
+        final["time/logging_seconds"] = fit_logging
+        started = process_start_time()
+        if started is not None and timings.first_step is not None:
+            final["time/startup_seconds"] = timings.first_step - started
+        logger.log_metrics({k: v for k, v in final.items() if k.startswith("time/")}, step=trainer.global_step)
+        logger.flush()
+        return final

@@ -252,6 +252,9 @@ class Catalog:
         from hydra.core.plugins import Plugins
         from hydra.plugins.search_path_plugin import SearchPathPlugin
 
+        from .config import register_schema
+
+        register_schema()
         store = ConfigStore.instance()
         for group, options in self.options.items():
             for name, provided in options.items():

@@ -19,6 +19,7 @@ from .components import GROUPS
 from .datasets import Splits, split
 from .errors import OrchestratorError, closest
 from .plugins import Catalog, Provided, get_catalog
+from .schema import validate
 
 log = logging.getLogger(__name__)
 
@@ -44,9 +45,7 @@ class Prepared:
     splits: Splits
     source: str
     model: Any
-    penalty: Optional[Callable]
-    make_optimizer: Callable
-    batch_size: Optional[int]
+    training: Any  # orchestrator.lightning.Training
 
     def tags(self) -> dict[str, str]:
         tags = {}
@@ -68,7 +67,7 @@ def settings_for(group: str, node: DictConfig, provided: Provided) -> Any:
     values.pop("_name_", None)
     schema = provided.component.schema
     try:
-        return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), values))
+        settings = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), values))
     except OmegaConfBaseException as error:
         key = getattr(error, "full_key", "") or ""
         known = [f.name for f in schema.__dataclass_fields__.values()]
@@ -77,6 +76,8 @@ def settings_for(group: str, node: DictConfig, provided: Provided) -> Any:
             f"Bad setting for {group}={provided.component.name}: {getattr(error, 'msg', error)}"
             f"{hint}. Settings of {group}={provided.component.name}: {', '.join(known) or 'none'}."
         ) from None
+    validate(settings, group)
+    return settings
 
 
 def check_pairing(model: Provided, data_name: str, splits: Splits) -> None:
@@ -100,8 +101,17 @@ def check_pairing(model: Provided, data_name: str, splits: Splits) -> None:
         )
 
 
-def prepare(cfg: DictConfig, catalog: Catalog) -> Prepared:
-    """Resolve the chosen options, load and split the data, build the model: or refuse."""
+def check_top_level(cfg: DictConfig) -> None:
+    """The rules on tracking and sweep settings (their types are checked by Hydra)."""
+    from .config import SweepConfig, TrackingConfig
+
+    for key, schema in (("tracking", TrackingConfig), ("sweep", SweepConfig)):
+        node = cfg.get(key) or {}
+        validate(OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), node)), key)
+
+
+def prepare(cfg: DictConfig, catalog: Catalog, uri: str, output_dir: Optional[str] = None) -> Prepared:
+    """Resolve the chosen options, load and split the data, build model and trainer: or refuse."""
     for group in GROUPS:
         if group not in cfg or cfg[group] is None:
             raise OrchestratorError(
@@ -110,6 +120,7 @@ def prepare(cfg: DictConfig, catalog: Catalog) -> Prepared:
             )
     chosen = {group: catalog.get(group, cfg[group]._name_) for group in GROUPS}
     settings = {group: settings_for(group, cfg[group], chosen[group]) for group in GROUPS}
+    check_top_level(cfg)
     names = {group: chosen[group].component.name for group in GROUPS}
     seed = int(cfg.seed)
 
@@ -120,20 +131,25 @@ def prepare(cfg: DictConfig, catalog: Catalog) -> Prepared:
 
     import torch
 
+    from .lightning import Training
+
     torch.manual_seed(seed)
     log.info("Building model %s for inputs %s", names["model"], splits.input_shape)
     model = chosen["model"].component.build(settings["model"], splits.input_shape, splits.output_dim)
-    return Prepared(
-        cfg=cfg,
-        chosen=chosen,
-        names=names,
-        splits=splits,
-        source=data.source,
-        model=model,
-        penalty=chosen["regularizer"].component.build(settings["regularizer"]),
+    callbacks = [cb for found in catalog.pm.hook.add_callbacks(cfg=cfg) for cb in (found or [])]
+    training = Training(
+        model,
+        splits,
         make_optimizer=partial(chosen["optimizer"].component.build, settings["optimizer"]),
+        penalty=chosen["regularizer"].component.build(settings["regularizer"]),
         batch_size=getattr(settings["optimizer"], "batch_size", None),
+        trainer_args=OmegaConf.to_container(cfg.trainer, resolve=True),
+        callbacks=callbacks,
+        seed=seed,
+        tracking_uri=uri,
+        output_dir=output_dir or ".",
     )
+    return Prepared(cfg, chosen, names, splits, data.source, model, training)
 
 
 def default_run_name(cfg: DictConfig) -> str:
@@ -153,15 +169,19 @@ def run(
 
     With ``parent_run_id`` (a sweep's job) the run is nested under that run, and input refused
     before training is still recorded, as a FAILED run holding the reason, so that the sweep's
-    summary can say which job failed and why.
+    summary can say which job failed and why. With ``cfg.resume`` (a run id), that run is
+    continued from its checkpoint instead.
     """
-    from .tracking import Run, resolve_uri
+    from .tracking import Run, ensure_store, resolve_uri
 
     catalog = catalog or get_catalog()
     uri = resolve_uri(cfg.tracking.uri)
+    ensure_store(uri)
+    if cfg.get("resume"):
+        return resume(cfg, uri, overrides, output_dir, catalog)
     tags = dict(extra_tags or {})
     try:
-        prepared = prepare(cfg, catalog)
+        prepared = prepare(cfg, catalog, uri, output_dir)
     except OrchestratorError:
         if parent_run_id:
             with Run(uri, cfg.tracking.experiment, default_run_name(cfg), tags, parent_run_id):
@@ -169,41 +189,47 @@ def run(
         raise
     with Run(uri, cfg.tracking.experiment, default_run_name(cfg), {**prepared.tags(), **tags},
              parent_run_id) as mlflow_run:
-        return track(prepared, mlflow_run, catalog, overrides, output_dir)
+        from .tracking import flatten
+
+        mlflow_run.log_params(flatten(OmegaConf.to_container(cfg, resolve=True)))
+        mlflow_run.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
+        mlflow_run.log_text("".join(f"{o}\n" for o in overrides), "overrides.txt")
+        return track(prepared, mlflow_run, catalog)
 
 
-def track(prepared: Prepared, mlflow_run, catalog: Catalog, overrides: Sequence[str], output_dir) -> RunResult:
-    """Train inside the open MLflow run and record config, metrics, model and plots in it."""
-    from .lightning import train
+def resume(cfg: DictConfig, uri: str, overrides: Sequence[str], output_dir, catalog: Catalog) -> RunResult:
+    """Continue run ``cfg.resume`` from its last checkpoint, logging into the same MLflow run;
+    settings given on the command line with it (``trainer.max_epochs=50``) apply on top of the
+    run's own config."""
+    from .tracking import Run, resume_material
+
+    run_id = str(cfg.resume)
+    stored, checkpoint = resume_material(uri, run_id, output_dir or ".")
+    changes = [o for o in overrides if "=" in o and "." in o.split("=", 1)[0] and not o.startswith("resume=")]
+    resumed = OmegaConf.merge(stored, OmegaConf.from_dotlist([o.lstrip("+") for o in changes]))
+    resumed.resume = None
+    prepared = prepare(resumed, catalog, uri, output_dir)
+    with Run(uri, resumed.tracking.experiment, "", {}, run_id=run_id) as mlflow_run:
+        count = mlflow_run.resumed()
+        mlflow_run.log_text("".join(f"{o}\n" for o in overrides), f"resume-{count}-overrides.txt")
+        return track(prepared, mlflow_run, catalog, resume_from=checkpoint)
+
+
+def track(prepared: Prepared, mlflow_run, catalog: Catalog, resume_from: Optional[str] = None) -> RunResult:
+    """Train inside the open MLflow run and record metrics, model and plots in it."""
+    from .lightning import Interrupted
     from .serving import Predictor
-    from .tracking import flatten
 
     cfg, splits = prepared.cfg, prepared.splits
     hooks = catalog.pm.hook
-    callbacks = [cb for found in hooks.add_callbacks(cfg=cfg) for cb in (found or [])]
     log.info("MLflow run %s in %s", mlflow_run.run_id, mlflow_run.uri)
-    mlflow_run.log_params(flatten(OmegaConf.to_container(cfg, resolve=True)))
-    mlflow_run.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
-    mlflow_run.log_text("".join(f"{o}\n" for o in overrides), "overrides.txt")
     mlflow_run.log_metrics(
         {"data.n_train": len(splits.y_train), "data.n_val": len(splits.y_val), "data.n_test": len(splits.y_test)}
     )
     metrics: dict[str, float] = {}
     try:
         hooks.on_run_start(run=mlflow_run, cfg=cfg)
-        metrics = train(
-            prepared.model,
-            splits,
-            make_optimizer=prepared.make_optimizer,
-            penalty=prepared.penalty,
-            batch_size=prepared.batch_size,
-            trainer_args=OmegaConf.to_container(cfg.trainer, resolve=True),
-            callbacks=callbacks,
-            seed=int(cfg.seed),
-            tracking_uri=mlflow_run.uri,
-            run_id=mlflow_run.run_id,
-            output_dir=output_dir or ".",
-        )
+        metrics = prepared.training.run(mlflow_run.run_id, resume_from=resume_from)
         predictor = Predictor(prepared.model, splits.mean, splits.std, splits.task, splits.num_classes).eval()
         model_uri = ""
         if cfg.tracking.log_model:
@@ -212,8 +238,12 @@ def track(prepared: Prepared, mlflow_run, catalog: Catalog, overrides: Sequence[
         if cfg.tracking.plots:
             log_plots(mlflow_run, prepared.model, splits)
     except BaseException as error:
-        status = "KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED"
-        hooks.on_run_end(run=mlflow_run, cfg=cfg, status=status, metrics=metrics, error=error)
+        interrupted = isinstance(error, (Interrupted, KeyboardInterrupt))
+        if interrupted and prepared.training.on_interrupt.saved:
+            mlflow_run.log_artifact(prepared.training.checkpoint_path, "checkpoints")
+            log.warning("Interrupted: checkpoint saved; resume with resume=%s", mlflow_run.run_id)
+        hooks.on_run_end(run=mlflow_run, cfg=cfg, status="KILLED" if interrupted else "FAILED",
+                         metrics=metrics, error=error)
         raise
     hooks.on_run_end(run=mlflow_run, cfg=cfg, status="FINISHED", metrics=metrics, error=None)
     log.info("Finished run %s: %s", mlflow_run.run_id,

@@ -123,6 +123,14 @@ class SweepHooks(Callback):
     """Hydra callback: the parent run of a multirun, and the plugins' sweep hooks."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        try:
+            self._open(config)
+        except Exception as error:  # Hydra would only warn and run the jobs un-nested
+            print(f"Error: could not open the sweep's MLflow parent run: {type(error).__name__}: {error}",
+                  file=sys.stderr)
+            raise SystemExit(2) from error
+
+    def _open(self, config: DictConfig) -> None:
         from .plugins import get_catalog
         from .tracking import open_parent_run, resolve_uri
 

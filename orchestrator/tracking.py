@@ -4,6 +4,7 @@ else about the run happens here."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -39,7 +40,46 @@ def default_artifact_location(uri: str, experiment: str) -> Optional[str]:
     return (Path(uri[len("sqlite:///") :]).parent / folder).as_uri()
 
 
+@contextlib.contextmanager
+def store_lock(uri: str):
+    """Hold an exclusive file lock beside a SQLite store while it may be created: processes
+    that open a brand-new store at once otherwise race on its migrations ("duplicate column")."""
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    import fcntl
+
+    path = Path(uri[len("sqlite:///") :])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+_ready: set[str] = set()
+
+
+def ensure_store(uri: str) -> None:
+    """Create (migrate) the store under the lock, once per process, before anything else opens
+    it: every ``MlflowClient`` (Lightning's logger's too) opens the store when it is made."""
+    if uri in _ready or not uri.startswith("sqlite:///"):
+        return
+    import mlflow
+
+    with store_lock(uri):
+        mlflow.MlflowClient(uri).search_experiments(max_results=1)
+    _ready.add(uri)
+
+
 def get_or_create_experiment(client, uri: str, name: str) -> str:
+    with store_lock(uri):
+        return _get_or_create_experiment(client, uri, name)
+
+
+def _get_or_create_experiment(client, uri: str, name: str) -> str:
     from mlflow.exceptions import MlflowException
 
     experiment = client.get_experiment_by_name(name)
@@ -78,13 +118,14 @@ class Run:
 
     def __init__(
         self, uri: str, experiment: str, run_name: str, tags: dict[str, str],
-        parent_run_id: Optional[str] = None,
+        parent_run_id: Optional[str] = None, run_id: Optional[str] = None,
     ):
         import mlflow
 
         self.uri = uri
+        ensure_store(uri)
         self.client = mlflow.MlflowClient(uri)
-        experiment_id = get_or_create_experiment(self.client, uri, experiment)
+        experiment_id = None if run_id else get_or_create_experiment(self.client, uri, experiment)
         # set_tracking_uri also exports MLFLOW_TRACKING_URI; put the user's value back, so a
         # later run in this process (a sweep's next job) still resolves its own store.
         previous = os.environ.get("MLFLOW_TRACKING_URI")
@@ -95,7 +136,10 @@ class Run:
             os.environ["MLFLOW_TRACKING_URI"] = previous
         if parent_run_id:
             tags = {**tags, "mlflow.parentRunId": parent_run_id}
-        self._run = mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=tags)
+        if run_id:  # reopen an existing run (resume): it is RUNNING again until it ends
+            self._run = mlflow.start_run(run_id=run_id)
+        else:
+            self._run = mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=tags)
         self.run_id = self._run.info.run_id
 
     def __enter__(self) -> "Run":
@@ -107,7 +151,8 @@ class Run:
         if error is None:
             status = "FINISHED"
         else:
-            status = "KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED"
+            interrupted = isinstance(error, KeyboardInterrupt) or type(error).__name__ == "Interrupted"
+            status = "KILLED" if interrupted else "FAILED"
             reason = f"{type(error).__name__}: {error}"
             try:
                 self.client.set_tag(self.run_id, "error", reason[:5000])
@@ -133,6 +178,13 @@ class Run:
 
     def log_text(self, text: str, name: str) -> None:
         self.client.log_text(self.run_id, text, name)
+
+    def resumed(self) -> int:
+        """Count one more resumption of this run (tag ``orchestrator.resumed``) and return it."""
+        count = int(self.client.get_run(self.run_id).data.tags.get("orchestrator.resumed", "0")) + 1
+        self.client.set_tag(self.run_id, "orchestrator.resumed", str(count))
+        self.client.delete_tag(self.run_id, "error") if "error" in self.client.get_run(self.run_id).data.tags else None
+        return count
 
     def log_artifact(self, path: str, folder: Optional[str] = None) -> None:
         self.client.log_artifact(self.run_id, str(path), folder)
@@ -194,6 +246,7 @@ def open_parent_run(uri: str, experiment: str, name: str, params: dict[str, str]
     import mlflow
     from mlflow.entities import Param, RunTag
 
+    ensure_store(uri)
     client = mlflow.MlflowClient(uri)
     experiment_id = get_or_create_experiment(client, uri, experiment)
     run = client.create_run(experiment_id, run_name=name, tags={"orchestrator.sweep": "parent", **tags})
@@ -255,3 +308,32 @@ def end_run_if_running(uri: str, run_id: str, status: str, reason: str = "") -> 
         if reason:
             client.set_tag(run_id, "error", reason[:5000])
         client.set_terminated(run_id, status)
+
+
+def resume_material(uri: str, run_id: str, into: str):
+    """The config and the last checkpoint of run ``run_id``, or a clear error."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+    from omegaconf import OmegaConf
+
+    from .errors import OrchestratorError
+
+    client = mlflow.MlflowClient(uri)
+    try:
+        run = client.get_run(run_id)
+    except MlflowException:
+        raise OrchestratorError(f"resume={run_id}: no such run in {uri}.") from None
+    if run.info.status == "FINISHED":
+        raise OrchestratorError(
+            f"resume={run_id}: that run is FINISHED; there is nothing to resume. Start a new run, "
+            "or resume one that was interrupted (KILLED) or FAILED."
+        )
+    try:
+        checkpoint = client.download_artifacts(run_id, "checkpoints/last.ckpt", into)
+        config = client.download_artifacts(run_id, "config.yaml", into)
+    except (MlflowException, OSError):
+        raise OrchestratorError(
+            f"resume={run_id}: the run has no checkpoint (checkpoints/last.ckpt) to resume from; "
+            "checkpoints are written when a run is interrupted with Ctrl-C or SIGTERM."
+        ) from None
+    return OmegaConf.load(config), checkpoint

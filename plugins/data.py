@@ -6,27 +6,27 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional
 
-from orchestrator import Data, DataConfig, Dataset, OrchestratorError, hookimpl
+from orchestrator import Data, DataConfig, Dataset, OrchestratorError, check, hookimpl
 
 
 @dataclass
 class RegressionConfig(DataConfig):
     #: Number of examples generated.
-    n_samples: int = 1000
+    n_samples: int = check(1000, ge=10)
     #: Number of features; y = 3 * (x_1 + ... + x_d) + 2 + noise.
-    n_features: int = 1
+    n_features: int = check(1, ge=1)
     #: Standard deviation of the Gaussian noise added to y.
-    noise: float = 0.5
+    noise: float = check(0.5, ge=0)
 
 
 @dataclass
 class ClassificationConfig(DataConfig):
     #: Number of examples generated.
-    n_samples: int = 1000
+    n_samples: int = check(1000, ge=10)
     #: Number of features.
-    n_features: int = 2
+    n_features: int = check(2, ge=1)
     #: Distance between the two Gaussian class centres (unit variance each).
-    separation: float = 2.0
+    separation: float = check(2.0, ge=0)
 
 
 @dataclass
@@ -44,7 +44,7 @@ class CSVConfig(DataConfig):
     #: Feature columns; null uses every column except the target.
     features: Optional[List[str]] = None
     #: regression (numeric target) or classification (labels of any type).
-    task: str = "regression"
+    task: str = check("regression", choices=("regression", "classification"))
 
 
 def make_regression(cfg: RegressionConfig, seed: int) -> Dataset:

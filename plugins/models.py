@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from orchestrator import Model, hookimpl
+from orchestrator import Model, check, hookimpl
 
 
 @dataclass
@@ -22,17 +22,17 @@ class LogisticConfig:
 @dataclass
 class CNNConfig:
     #: Output channels of the first convolution.
-    channels1: int = 16
+    channels1: int = check(16, ge=1)
     #: Output channels of the second convolution.
-    channels2: int = 32
+    channels2: int = check(32, ge=1)
     #: Width of the hidden dense layer.
-    hidden: int = 64
+    hidden: int = check(64, ge=1)
     #: Activation after each hidden layer: relu, tanh or sigmoid.
-    activation: str = "relu"
+    activation: str = check("relu", choices=("relu", "tanh", "sigmoid"))
     #: Convolution kernel size (odd; padding keeps the spatial size).
-    kernel_size: int = 3
+    kernel_size: int = check(3, choices=(1, 3, 5, 7))
     #: Dropout before the last dense layer, in [0, 1).
-    dropout: float = 0.0
+    dropout: float = check(0.0, ge=0, lt=1)
 
 
 def build_affine(cfg, input_shape, output_dim):

@@ -5,23 +5,23 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-from orchestrator import Optimizer, hookimpl
+from orchestrator import Optimizer, check, hookimpl
 
 
 @dataclass
 class GDConfig:
     #: Step size. Every step sees the whole training set (one step per epoch).
-    lr: float = 0.2
+    lr: float = check(0.2, gt=0)
 
 
 @dataclass
 class MinibatchConfig:
     #: Step size.
-    lr: float = 0.05
+    lr: float = check(0.05, gt=0)
     #: Examples per step; the training set is reshuffled every epoch.
-    batch_size: int = 32
+    batch_size: int = check(32, ge=1)
     #: Momentum factor in [0, 1).
-    momentum: float = 0.0
+    momentum: float = check(0.0, ge=0, lt=1)
     #: Use Nesterov momentum (needs momentum > 0).
     nesterov: bool = False
 
@@ -29,15 +29,15 @@ class MinibatchConfig:
 @dataclass
 class AdamConfig:
     #: Step size.
-    lr: float = 1e-3
+    lr: float = check(1e-3, gt=0)
     #: Examples per step; null trains on the whole training set at every step.
-    batch_size: Optional[int] = 64
-    #: Decay rate of the first moment estimate.
-    beta1: float = 0.9
-    #: Decay rate of the second moment estimate.
-    beta2: float = 0.999
+    batch_size: Optional[int] = check(64, ge=1)
+    #: Decay rate of the first moment estimate, in [0, 1).
+    beta1: float = check(0.9, ge=0, lt=1)
+    #: Decay rate of the second moment estimate, in [0, 1).
+    beta2: float = check(0.999, ge=0, lt=1)
     #: Added to the denominator for numerical stability.
-    eps: float = 1e-8
+    eps: float = check(1e-8, gt=0)
 
 
 def build_gd(cfg, params):

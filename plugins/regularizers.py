@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from orchestrator import Regularizer, hookimpl
+from orchestrator import Regularizer, check, hookimpl
 
 
 @dataclass
@@ -15,21 +15,21 @@ class NoneConfig:
 @dataclass
 class L1Config:
     #: Multiplies the sum of absolute weights.
-    strength: float = 1e-3
+    strength: float = check(1e-3, ge=0)
 
 
 @dataclass
 class L2Config:
     #: Multiplies the sum of squared weights.
-    strength: float = 1e-3
+    strength: float = check(1e-3, ge=0)
 
 
 @dataclass
 class ElasticNetConfig:
     #: Multiplies the whole penalty.
-    strength: float = 1e-3
+    strength: float = check(1e-3, ge=0)
     #: Share of the L1 term, in [0, 1]; the rest is L2.
-    l1_ratio: float = 0.5
+    l1_ratio: float = check(0.5, ge=0, le=1)
 
 
 def weights(module):

@@ -1,0 +1,55 @@
+"""The typed schema of the primary config (``conf/config.yaml``): top-level keys, tracking and
+sweep settings. Group options (model, optimizer, ...) are typed by their plugins' schemas;
+``trainer`` holds Lightning ``Trainer`` arguments, checked against ``Trainer`` itself."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Dict, Optional
+
+from .schema import check
+
+
+@dataclass
+class TrackingConfig:
+    #: MLflow tracking URI; None: $MLFLOW_TRACKING_URI, else SQLite at ./mlruns/mlflow.db.
+    uri: Optional[str] = None
+    #: MLflow experiment that holds the runs.
+    experiment: str = "orchestrator"
+    #: Run name; None: <model>-<optimizer>-<regularizer>-<data>.
+    run_name: Optional[str] = None
+    #: Log the trained model (scaling + network + output link) in MLflow's PyTorch format.
+    log_model: bool = True
+    #: pickle (fast; loading needs the model's classes installed) or pt2 (torch.export).
+    model_format: str = check("pickle", choices=("pickle", "pt2"))
+    #: Log learning curves and a confusion matrix or predicted-vs-true plot.
+    plots: bool = True
+
+
+@dataclass
+class SweepConfig:
+    #: The metric that ranks a sweep's runs and that a job returns to a sweeper (Optuna).
+    metric: Optional[str] = None
+    #: min or max; None: max for accuracy, f1 and r2, min otherwise.
+    mode: Optional[str] = check(None, choices=("min", "max"))
+
+
+@dataclass
+class Config:
+    data: Any = None
+    model: Any = None
+    optimizer: Any = None
+    regularizer: Any = None
+    trainer: Dict[str, Any] = field(default_factory=dict)
+    #: Seeds torch, numpy and the data split.
+    seed: int = 0
+    #: An MLflow run id to resume from its last checkpoint, logging into the same run.
+    resume: Optional[str] = None
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    sweep: SweepConfig = field(default_factory=SweepConfig)
+
+
+def register_schema() -> None:
+    from hydra.core.config_store import ConfigStore
+
+    ConfigStore.instance().store(name="orchestrator_schema", node=Config, provider="orchestrator")
