@@ -186,6 +186,9 @@ def check_overrides(catalog: Catalog, args: list[str]) -> None:
             + (" Lightning Trainer arguments not listed here are added with +trainer.<name>=<value>."
                if parent == "trainer" else "")
         ) from None
+    except Exception as error:  # anything else Hydra refuses, such as model=0
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise OrchestratorError(f"The command line {' '.join(args)!r} cannot be composed: {reason}.") from None
     finally:
         from hydra.core.global_hydra import GlobalHydra
 

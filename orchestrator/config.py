@@ -24,6 +24,8 @@ class TrackingConfig:
     model_format: str = check("pickle", choices=("pickle", "pt2"))
     #: Log learning curves and a confusion matrix or predicted-vs-true plot.
     plots: bool = True
+    #: Seconds between sends of buffered metric points to the store while training.
+    flush_seconds: float = check(10.0, gt=0)
 
 
 @dataclass

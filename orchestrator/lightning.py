@@ -18,6 +18,7 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.loggers import MLFlowLogger
 from pytorch_lightning.utilities import rank_zero_only
+from pytorch_lightning.utilities.exceptions import SIGTERMException
 from torch import nn
 
 from .datasets import Splits
@@ -324,14 +325,36 @@ class Interrupted(BaseException):
 
 
 class CheckpointOnInterrupt(pl.Callback):
-    """Writes ``last.ckpt`` when training is interrupted, so the run can be resumed."""
+    """Stops training at the next batch boundary after SIGINT or SIGTERM, and writes
+    ``last.ckpt`` then, so the run can be resumed.
+
+    The signal handler only notes the signal: raising from inside it could cut an MLflow write
+    or a checkpoint in half. A second signal stops at once.
+    """
 
     def __init__(self, path: str):
         self.path = path
         self.saved = False
+        self.pending: Optional[int] = None
+
+    def handle(self, signum, frame):
+        if self.pending is not None:
+            raise Interrupted(signum)
+        self.pending = signum
+
+    def _stop_if_asked(self):
+        if self.pending is not None:
+            raise Interrupted(self.pending)
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        self._stop_if_asked()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self._stop_if_asked()
 
     def on_exception(self, trainer, pl_module, exception):
-        if isinstance(exception, Interrupted):
+        # Lightning's own SIGTERM handling stops at a safe point with SIGTERMException.
+        if isinstance(exception, (Interrupted, SIGTERMException)):
             trainer.save_checkpoint(self.path)
             self.saved = True
 
@@ -352,6 +375,7 @@ class Training:
         seed: int,
         tracking_uri: str,
         output_dir: str,
+        flush_seconds: float = 10.0,
     ):
         import inspect
         from pathlib import Path
@@ -368,7 +392,7 @@ class Training:
                 f"trainer.{unknown[0]} is not a Lightning Trainer argument"
                 f"{closest(unknown[0], accepted)}."
             )
-        self.logger = BufferedMLFlowLogger(tracking_uri=tracking_uri)
+        self.logger = BufferedMLFlowLogger(tracking_uri=tracking_uri, flush_seconds=flush_seconds)
         self.module = TrainingModule(model, splits.task, splits.num_classes, make_optimizer, penalty)
         self.data = TensorDataModule(splits, batch_size, seed)
         self.timings = Timings()
@@ -393,14 +417,14 @@ class Training:
         self.logger._run_id = run_id
         trainer, logger, timings = self.trainer, self.logger, self.timings
 
-        def interrupt(signum, frame):
-            raise Interrupted(signum)
-
         handlers = {}
         if threading.current_thread() is threading.main_thread():
-            handlers = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
+            handle = self.on_interrupt.handle
+            handlers = {sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
             trainer.fit(self.module, datamodule=self.data, ckpt_path=resume_from)
+        except SIGTERMException as error:
+            raise Interrupted(signal.SIGTERM) from error
         finally:
             for sig, handler in handlers.items():
                 signal.signal(sig, handler)

@@ -147,6 +147,7 @@ def prepare(cfg: DictConfig, catalog: Catalog, uri: str, output_dir: Optional[st
         callbacks=callbacks,
         seed=seed,
         tracking_uri=uri,
+        flush_seconds=float(cfg.tracking.get("flush_seconds", 10.0)),
         output_dir=output_dir or ".",
     )
     return Prepared(cfg, chosen, names, splits, data.source, model, training)
