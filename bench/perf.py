@@ -86,6 +86,12 @@ def loss_function(splits):
     return probe.loss_and_prediction
 
 
+def pieces(prepared):
+    """The optimizer factory, penalty and batch size the framework would train with."""
+    module, data = prepared.training.module, prepared.training.data
+    return module.make_optimizer, module.penalty, data.batch_size
+
+
 def floor(cfg) -> tuple[float, dict]:
     """(a): the forty lines a user would write by hand."""
     import torch
@@ -93,12 +99,13 @@ def floor(cfg) -> tuple[float, dict]:
     from orchestrator.plugins import get_catalog
     from orchestrator.runner import prepare
 
-    p = prepare(cfg, get_catalog())
+    p = prepare(cfg, get_catalog(), cfg.tracking.uri)
     s, model, loss_of = p.splits, p.model, loss_function(p.splits)
+    make_optimizer, penalty, batch_size = pieces(p)
     x = torch.from_numpy(s.x_train)
     y = torch.from_numpy(s.y_train).to(torch.long if s.task == "classification" else torch.float32)
-    optimizer = p.make_optimizer(model.parameters())
-    size = len(x) if p.batch_size is None else p.batch_size
+    optimizer = make_optimizer(model.parameters())
+    size = len(x) if batch_size is None else batch_size
     generator = torch.Generator().manual_seed(int(cfg.seed))
     start = time.perf_counter()
     for _ in range(cfg.trainer.max_epochs):
@@ -107,8 +114,8 @@ def floor(cfg) -> tuple[float, dict]:
         for first in range(0, len(x), size):
             index = slice(first, first + size) if order is None else order[first : first + size]
             loss, _ = loss_of(model(x[index]), y[index])
-            if p.penalty is not None:
-                loss = loss + p.penalty(model)
+            if penalty is not None:
+                loss = loss + penalty(model)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -125,12 +132,13 @@ def template(cfg) -> tuple[float, dict]:
     from orchestrator.plugins import get_catalog
     from orchestrator.runner import prepare
 
-    p = prepare(cfg, get_catalog())
+    p = prepare(cfg, get_catalog(), cfg.tracking.uri)
     s, loss_of = p.splits, loss_function(p.splits)
+    make_optimizer, penalty, batch_size = pieces(p)
     as_y = lambda a: torch.from_numpy(a).to(torch.long if s.task == "classification" else torch.float32)
     train = TensorDataset(torch.from_numpy(s.x_train), as_y(s.y_train))
     val = TensorDataset(torch.from_numpy(s.x_val), as_y(s.y_val))
-    size = len(train) if p.batch_size is None else p.batch_size
+    size = len(train) if batch_size is None else batch_size
 
     class Module(pl.LightningModule):
         def __init__(self, model):
@@ -139,14 +147,14 @@ def template(cfg) -> tuple[float, dict]:
 
         def training_step(self, batch, batch_idx):
             loss, _ = loss_of(self.model(batch[0]), batch[1])
-            return loss if p.penalty is None else loss + p.penalty(self.model)
+            return loss if penalty is None else loss + penalty(self.model)
 
         def validation_step(self, batch, batch_idx):
             loss, _ = loss_of(self.model(batch[0]), batch[1])
             self.log("val/loss", loss)
 
         def configure_optimizers(self):
-            return p.make_optimizer(self.model.parameters())
+            return make_optimizer(self.model.parameters())
 
     module = Module(p.model)
     trainer = pl.Trainer(max_epochs=cfg.trainer.max_epochs, accelerator="cpu", logger=False,

@@ -59,15 +59,12 @@ def test_help_lists_groups_and_plugin_options(tmp_path):
         assert expected in result.stdout
 
 
-def test_failure_after_the_run_opened_marks_it_failed(tmp_path):
-    """A GPU asked for on a machine without one: the run ends FAILED with the reason."""
-    pytest.importorskip("torch")
+def test_gpu_asked_for_without_one_is_refused_before_any_run(tmp_path):
     import torch
 
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
     result = cli("trainer=gpu", cwd=tmp_path)
-    assert result.returncode != 0
-    (run,) = all_runs(store_uri(tmp_path))
-    assert run.info.status == "FAILED"
-    assert "gpu" in run.data.tags["error"].lower()
+    assert result.returncode == 2
+    assert "trainer settings are refused" in result.stderr and "gpu" in result.stderr.lower()
+    assert not (tmp_path / "mlruns" / "mlflow.db").exists() or all_runs(store_uri(tmp_path)) == []
