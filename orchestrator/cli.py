@@ -65,7 +65,8 @@ def hydra_app(cfg: DictConfig) -> float | None:
         print(f"Job {hydra_cfg.job.num} ({' '.join(hydra_cfg.overrides.task)}) failed: "
               f"{type(error).__name__}: {error}", file=sys.stderr)
         return None
-    print(f"MLflow run {result.run_id} FINISHED in {result.tracking_uri}")
+    if result.run_id:  # DDP ranks other than zero have no run of their own
+        print(f"MLflow run {result.run_id} FINISHED in {result.tracking_uri}")
     metric, _ = ranking(cfg.sweep.metric, cfg.sweep.mode, result.splits.task)
     value = result.metrics.get(metric, float("nan"))
     return value if math.isfinite(value) else None
@@ -124,6 +125,22 @@ def check_chosen_options(catalog: Catalog, args: list[str]) -> None:
                     raise OrchestratorError(
                         f"{key}={name} is not available: no loaded plugin provides it.{note}"
                     )
+
+
+def refuse_ddp_sweeps(args: list[str]) -> None:
+    """Lightning's DDP starts the other ranks by running the command line again: inside a
+    multirun, every rank would launch the whole sweep. Refuse the pair instead of hanging."""
+    multirun = any(a in ("-m", "--multirun") for a in args) or "hydra.mode=MULTIRUN" in args \
+        or any(a.startswith("hparams_search=") for a in args)
+    ddp = [a for a in args if a.split("=", 1)[0] in ("trainer", "trainer.strategy", "+trainer.strategy")
+           and "ddp" in a.split("=", 1)[-1]]
+    if multirun and ddp:
+        raise OrchestratorError(
+            f"{ddp[0]} cannot run inside a multirun sweep: DDP starts its other processes by running "
+            "the command line again, so each would start the sweep anew. Run DDP jobs one at a time "
+            "(python -m orchestrator trainer=ddp_cpu ...), or sweep across processes with a launcher "
+            "(hydra/launcher=submitit_local or submitit_slurm) without DDP."
+        )
 
 
 def refuse_targets(args: list[str]) -> None:
@@ -223,6 +240,7 @@ def main() -> None:
         for failure in catalog.failures:
             print(f"Warning: {failure}", file=sys.stderr)
         refuse_targets(args)
+        refuse_ddp_sweeps(args)
         check_chosen_options(catalog, args)
         catalog.register_with_hydra()
         check_overrides(catalog, args)

@@ -9,6 +9,7 @@ more than the training itself for full-batch gradient descent.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import time
 import warnings
@@ -17,6 +18,7 @@ from typing import Any, Callable, Optional
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.loggers import MLFlowLogger
+from pytorch_lightning.strategies import DDPStrategy, StrategyRegistry
 from pytorch_lightning.utilities import rank_zero_only
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 from torch import nn
@@ -43,22 +45,30 @@ class TensorBatches:
     ``batch_size=None`` yields the whole set as one batch (full-batch gradient descent).
     """
 
-    def __init__(self, x, y, batch_size: Optional[int], shuffle: bool, seed: int = 0):
+    def __init__(self, x, y, batch_size: Optional[int], shuffle: bool, seed: int = 0,
+                 rank: int = 0, world_size: int = 1):
         self.x, self.y = x, y
-        n = len(x)
-        self.batch_size = n if batch_size is None else max(1, min(int(batch_size), n))
+        self.rank, self.world_size = rank, world_size
+        # With several processes (DDP) each takes an equal, disjoint shard of every epoch's
+        # order, and ``batch_size`` stays the global batch: each process steps on its share.
+        self.shard = len(x) // world_size
+        n = self.shard
+        size = n if batch_size is None else -(-int(batch_size) // world_size)
+        self.batch_size = max(1, min(size, n))
         self.shuffle = shuffle
-        self.generator = torch.Generator().manual_seed(seed)
+        self.generator = torch.Generator().manual_seed(seed)  # the same order on every rank
 
     def __len__(self) -> int:
-        return -(-len(self.x) // self.batch_size)
+        return -(-self.shard // self.batch_size)
 
     def __iter__(self):
-        n, size = len(self.x), self.batch_size
-        if size >= n:
+        n, size = self.shard, self.batch_size
+        if self.world_size == 1 and size >= n:
             yield self.x, self.y
             return
-        order = torch.randperm(n, generator=self.generator) if self.shuffle else None
+        order = torch.randperm(len(self.x), generator=self.generator) if self.shuffle else None
+        if self.world_size > 1:
+            order = (order if order is not None else torch.arange(len(self.x)))[self.rank :: self.world_size][:n]
         for start in range(0, n, size):
             if order is None:
                 yield self.x[start : start + size], self.y[start : start + size]
@@ -89,7 +99,10 @@ class TensorDataModule(pl.LightningDataModule):
         self.tensors = {k: (x.to(device), y.to(device)) for k, (x, y) in self.tensors.items()}
 
     def train_dataloader(self):
-        return TensorBatches(*self.tensors["train"], self.batch_size, shuffle=True, seed=self.seed)
+        trainer = self.trainer
+        rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+        return TensorBatches(*self.tensors["train"], self.batch_size, shuffle=True, seed=self.seed,
+                             rank=rank, world_size=world)
 
     def test_dataloader(self):
         return TensorBatches(*self.tensors["test"], None, shuffle=False)
@@ -181,8 +194,11 @@ class TrainingModule(pl.LightningModule):
     def on_train_epoch_end(self):
         values = {}
         if self._train_sums:
-            loss, penalty, n = torch.stack(self._train_sums).sum(dim=0)
+            sums = torch.stack(self._train_sums).sum(dim=0)
             self._train_sums.clear()
+            if self.trainer.world_size > 1:  # the epoch's loss over every rank's shard
+                sums = self.trainer.strategy.reduce(sums.to(self.device), reduce_op="sum").cpu()
+            loss, penalty, n = sums
             values = {"train/loss": loss / n, "train/penalty": penalty / n}
         data = getattr(self.trainer, "datamodule", None)
         if data is not None and "val" in getattr(data, "tensors", {}):
@@ -280,6 +296,18 @@ class BufferedMLFlowLogger(MLFlowLogger):
         pass  # train() flushes once fitting (or testing) is over; the run stays open
 
 
+class _NoLogger:
+    """Stands in for the MLflow logger on DDP ranks other than zero."""
+
+    seconds = 0.0
+
+    def flush(self) -> None:
+        pass
+
+    def log_metrics(self, metrics, step=None) -> None:
+        pass
+
+
 def process_start_time() -> Optional[float]:
     """When this process started (Unix time), from /proc; None where that is not available."""
     import os
@@ -310,6 +338,61 @@ class Timings(pl.Callback):
 
     def on_fit_end(self, trainer, pl_module):
         self.fit_end = time.time()
+
+
+class LoopbackDDPStrategy(DDPStrategy):
+    """DDP whose rendezvous stays on this machine's loopback: a file store replaces torch's TCP
+    store, which listens on every network interface even when told 127.0.0.1.
+
+    Registered as ``strategy: ddp_loopback`` (``trainer=ddp_cpu``, ``trainer=ddp``). The first
+    process picks the rendezvous file, a loopback address and a free port, and the processes
+    Lightning starts for the other ranks inherit them through the environment.
+    """
+
+    strategy_name = "ddp_loopback"
+
+    @staticmethod
+    def prepare_environment() -> None:
+        import socket
+        import tempfile
+
+        if "ORCHESTRATOR_RENDEZVOUS" in os.environ:
+            return  # a rank started by the first process
+        folder = tempfile.mkdtemp(prefix="orchestrator-ddp-")
+        os.environ["ORCHESTRATOR_RENDEZVOUS"] = os.path.join(folder, "rendezvous")
+        os.environ["MASTER_ADDR"] = "127.0.0.1"
+        if "MASTER_PORT" not in os.environ:
+            with socket.socket() as probe:
+                probe.bind(("127.0.0.1", 0))
+                os.environ["MASTER_PORT"] = str(probe.getsockname()[1])
+        os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
+
+    def setup_distributed(self) -> None:
+        from lightning_fabric.utilities.seed import reset_seed
+
+        reset_seed()
+        self.set_world_ranks()
+        self._process_group_backend = self._get_process_group_backend()
+        if not torch.distributed.is_initialized():
+            torch.distributed.init_process_group(
+                self._process_group_backend,
+                init_method=f"file://{os.environ['ORCHESTRATOR_RENDEZVOUS']}",
+                rank=self.global_rank,
+                world_size=self.world_size,
+                timeout=self._timeout,
+            )
+
+
+StrategyRegistry.register(
+    "ddp_loopback", LoopbackDDPStrategy, description="DDP with a file rendezvous on loopback only",
+    start_method="popen",
+)
+
+
+def worker_rank() -> bool:
+    """True in the processes Lightning's DDP starts for ranks other than zero: they train but
+    neither open nor write MLflow runs."""
+    return int(os.environ.get("LOCAL_RANK", "0")) > 0 or int(os.environ.get("NODE_RANK", "0")) > 0
 
 
 class Interrupted(BaseException):
@@ -392,7 +475,11 @@ class Training:
                 f"trainer.{unknown[0]} is not a Lightning Trainer argument"
                 f"{closest(unknown[0], accepted)}."
             )
-        self.logger = BufferedMLFlowLogger(tracking_uri=tracking_uri, flush_seconds=flush_seconds)
+        if trainer_args.get("strategy") == "ddp_loopback":
+            LoopbackDDPStrategy.prepare_environment()
+        self.logger = None if worker_rank() else BufferedMLFlowLogger(
+            tracking_uri=tracking_uri, flush_seconds=flush_seconds
+        )
         self.module = TrainingModule(model, splits.task, splits.num_classes, make_optimizer, penalty)
         self.data = TensorDataModule(splits, batch_size, seed)
         self.timings = Timings()
@@ -400,7 +487,7 @@ class Training:
         self.on_interrupt = CheckpointOnInterrupt(self.checkpoint_path)
         try:
             self.trainer = pl.Trainer(
-                logger=self.logger,
+                logger=self.logger or False,
                 callbacks=[self.timings, self.on_interrupt, *callbacks],
                 default_root_dir=output_dir,
                 **trainer_args,
@@ -414,8 +501,9 @@ class Training:
         import signal
         import threading
 
-        self.logger._run_id = run_id
-        trainer, logger, timings = self.trainer, self.logger, self.timings
+        if self.logger is not None:
+            self.logger._run_id = run_id
+        trainer, logger, timings = self.trainer, self.logger or _NoLogger(), self.timings
 
         handlers = {}
         if threading.current_thread() is threading.main_thread():
@@ -435,6 +523,7 @@ class Training:
         final.update({k: float(v) for k, v in trainer.callback_metrics.items()})
         # How the time went, logged with the run (and read by the benchmark).
         final["time/fit_seconds"] = timings.fit_end - timings.fit_start
+        final["world_size"] = trainer.world_size
         final["time/logging_seconds"] = fit_logging
         started = process_start_time()
         if started is not None and timings.first_step is not None:

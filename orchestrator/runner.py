@@ -175,8 +175,13 @@ def run(
     """
     from .tracking import Run, ensure_store, resolve_uri
 
+    from .lightning import worker_rank
+
     catalog = catalog or get_catalog()
     uri = resolve_uri(cfg.tracking.uri)
+    if worker_rank():  # a DDP rank other than zero: train, and leave MLflow to rank zero
+        prepared = prepare(cfg, catalog, uri, output_dir)
+        return RunResult("", uri, prepared.training.run(None), "", None, prepared.splits)
     ensure_store(uri)
     if cfg.get("resume"):
         return resume(cfg, uri, overrides, output_dir, catalog)
