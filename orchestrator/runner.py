@@ -154,8 +154,9 @@ def prepare(cfg: DictConfig, catalog: Catalog, uri: str, output_dir: Optional[st
 
 
 def default_run_name(cfg: DictConfig) -> str:
-    names = [str(cfg[g]._name_) if cfg.get(g) is not None else "?" for g in ("model", "optimizer", "regularizer", "data")]
-    return cfg.tracking.run_name or "-".join(names)
+    """``tracking.run_name``, or ``<model>-<optimizer>-<regularizer>-<data>``."""
+    groups = ("model", "optimizer", "regularizer", "data")
+    return cfg.tracking.run_name or "-".join(str(cfg[g]._name_) if cfg.get(g) is not None else "?" for g in groups)
 
 
 def run(
@@ -173,9 +174,8 @@ def run(
     summary can say which job failed and why. With ``cfg.resume`` (a run id), that run is
     continued from its checkpoint instead.
     """
-    from .tracking import Run, ensure_store, resolve_uri
-
     from .lightning import worker_rank
+    from .tracking import Run, ensure_store, flatten, resolve_uri
 
     catalog = catalog or get_catalog()
     uri = resolve_uri(cfg.tracking.uri)
@@ -195,8 +195,6 @@ def run(
         raise
     with Run(uri, cfg.tracking.experiment, default_run_name(cfg), {**prepared.tags(), **tags},
              parent_run_id) as mlflow_run:
-        from .tracking import flatten
-
         mlflow_run.log_params(flatten(OmegaConf.to_container(cfg, resolve=True)))
         mlflow_run.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
         mlflow_run.log_text("".join(f"{o}\n" for o in overrides), "overrides.txt")
