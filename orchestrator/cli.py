@@ -171,8 +171,7 @@ def check_overrides(catalog: Catalog, args: list[str]) -> None:
 
     try:
         composed(args)
-    except MissingConfigException as error:
-        group = getattr(error, "config_name", None) or ""
+    except MissingConfigException:
         for arg in args:
             key, _, value = arg.lstrip("+~").partition("=")
             if key in catalog.options and value and value not in catalog.options[key] \

@@ -244,7 +244,7 @@ def open_parent_run(uri: str, experiment: str, name: str, params: dict[str, str]
     """Create a sweep's parent run (RUNNING) before any job starts, creating the store and the
     experiment on the way, so that parallel jobs race on neither."""
     import mlflow
-    from mlflow.entities import Param, RunTag
+    from mlflow.entities import Param
 
     ensure_store(uri)
     client = mlflow.MlflowClient(uri)

@@ -13,26 +13,7 @@ import time
 import pytest
 
 from conftest import all_runs, cli, store_uri
-
-
-def process_tree(pid: int) -> set[int]:
-    out = subprocess.run(["ps", "-e", "-o", "pid=,ppid="], capture_output=True, text=True).stdout
-    children: dict[int, list[int]] = {}
-    for line in out.splitlines():
-        child, parent = map(int, line.split())
-        children.setdefault(parent, []).append(child)
-    found, todo = set(), [pid]
-    while todo:
-        current = todo.pop()
-        found.add(current)
-        todo.extend(children.get(current, []))
-    return found
-
-
-def listeners(pids: set[int]) -> set[str]:
-    out = subprocess.run(["ss", "-Htlnp"], capture_output=True, text=True).stdout
-    return {line.split()[3].rsplit(":", 1)[0] for line in out.splitlines()
-            if any(f"pid={pid}," in line for pid in pids)}
+from servers import descendants, listening_addresses
 
 
 def test_ddp_on_cpu_trains_two_ranks_into_one_run_on_loopback_only(tmp_path):
@@ -43,10 +24,10 @@ def test_ddp_on_cpu_trains_two_ranks_into_one_run_on_loopback_only(tmp_path):
     seen_ranks, addresses = 0, set()
     deadline = time.monotonic() + 300
     while proc.poll() is None and time.monotonic() < deadline:
-        tree = process_tree(proc.pid)
+        tree = descendants(proc.pid)
         seen_ranks = max(seen_ranks, sum(1 for p in tree if p != proc.pid and _is_orchestrator(p)) + 1)
         if shutil.which("ss"):
-            addresses |= listeners(tree)
+            addresses |= set().union(*(listening_addresses(p) for p in tree))
         time.sleep(0.3)
     if proc.poll() is None:
         proc.kill()

@@ -5,29 +5,17 @@ its PID."""
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from conftest import all_runs, cli, store_uri
+from servers import listening_addresses, mlflow_server
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 SCREENSHOTS = Path(__file__).resolve().parent.parent / "build" / "screenshots"
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (apt-get install chromium)")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
@@ -35,37 +23,9 @@ def ui_server(tmp_path):
     """A store filled by a small sweep, served by ``mlflow ui`` on 127.0.0.1."""
     result = cli("-m", "model=linear,logistic", "trainer.max_epochs=3", "tracking.log_model=false", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
-    port = free_port()
-    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-    server = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", store_uri(tmp_path),
-         "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-        cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/health", timeout=2)
-                break
-            except OSError:
-                if time.monotonic() > deadline or server.poll() is not None:
-                    raise RuntimeError("mlflow ui did not answer /health within 60 s")
-                time.sleep(0.5)
+    with mlflow_server("ui", ["--backend-store-uri", store_uri(tmp_path)], cwd=tmp_path,
+                       log=tmp_path / "ui.log", wait=60) as (url, server):
         yield url, store_uri(tmp_path), server.pid
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)  # the server and its worker, by PID
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
-
-
-def listening_addresses(pid: int) -> set[str]:
-    out = subprocess.run(["ss", "-Htlnp"], capture_output=True, text=True).stdout
-    return {line.split()[3].rsplit(":", 1)[0] for line in out.splitlines() if f"pid={pid}," in line}
 
 
 def test_ui_shows_the_sweep_parent_its_children_and_their_metrics(ui_server):

@@ -7,7 +7,6 @@ import csv
 import io
 import subprocess
 import sys
-from pathlib import Path
 
 import mlflow
 import pytest
