@@ -247,7 +247,7 @@ def main() -> None:
         fail(error)
     from . import sweep
 
-    from .lightning import Interrupted
+    from .errors import Interrupted
 
     try:
         hydra_app()

@@ -9,6 +9,18 @@ class OrchestratorError(Exception):
     """
 
 
+class Interrupted(BaseException):
+    """SIGINT or SIGTERM arrived during training. A BaseException, like KeyboardInterrupt, so
+    that nothing catches it as an error; not a KeyboardInterrupt, so that Lightning re-raises it
+    after its own clean-up instead of exiting."""
+
+    def __init__(self, signum: int):
+        import signal
+
+        self.signum = signum
+        super().__init__(f"interrupted by {signal.Signals(signum).name}")
+
+
 def closest(name: str, choices) -> str:
     """`" (did you mean 'x'?)"` for the nearest of `choices`, or an empty string."""
     import difflib

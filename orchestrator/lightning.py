@@ -24,7 +24,7 @@ from pytorch_lightning.utilities.exceptions import SIGTERMException
 from torch import nn
 
 from .datasets import Splits
-from .errors import OrchestratorError
+from .errors import Interrupted, OrchestratorError
 
 
 class TrainingDiverged(OrchestratorError):
@@ -393,18 +393,6 @@ def worker_rank() -> bool:
     """True in the processes Lightning's DDP starts for ranks other than zero: they train but
     neither open nor write MLflow runs."""
     return int(os.environ.get("LOCAL_RANK", "0")) > 0 or int(os.environ.get("NODE_RANK", "0")) > 0
-
-
-class Interrupted(BaseException):
-    """SIGINT or SIGTERM arrived during training. A BaseException, like KeyboardInterrupt, so
-    that nothing catches it as an error; not a KeyboardInterrupt, so that Lightning re-raises it
-    after its own clean-up instead of exiting."""
-
-    def __init__(self, signum: int):
-        import signal
-
-        self.signum = signum
-        super().__init__(f"interrupted by {signal.Signals(signum).name}")
 
 
 class CheckpointOnInterrupt(pl.Callback):

@@ -221,7 +221,7 @@ def resume(cfg: DictConfig, uri: str, overrides: Sequence[str], output_dir, cata
 
 def track(prepared: Prepared, mlflow_run, catalog: Catalog, resume_from: Optional[str] = None) -> RunResult:
     """Train inside the open MLflow run and record metrics, model and plots in it."""
-    from .lightning import Interrupted
+    from .errors import Interrupted
     from .serving import Predictor
 
     cfg, splits = prepared.cfg, prepared.splits
