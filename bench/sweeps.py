@@ -51,7 +51,7 @@ def run_sweep(launcher: list[str], epochs: int) -> dict:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=300)
+    parser.add_argument("--epochs", type=int, default=1000)
     parser.add_argument("--json")
     args = parser.parse_args(argv)
     basic = run_sweep([], args.epochs)
