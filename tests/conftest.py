@@ -51,6 +51,17 @@ def store_uri(directory: Path) -> str:
     return f"sqlite:///{directory / 'mlruns' / 'mlflow.db'}"
 
 
+@pytest.fixture(autouse=True)
+def _no_tracking_uri_between_tests(monkeypatch):
+    """mlflow.set_tracking_uri (called by tests that load models) exports MLFLOW_TRACKING_URI;
+    no test may inherit another's store through it."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    yield
+    import mlflow
+
+    mlflow.set_tracking_uri(None)  # also forgets mlflow's own module-level choice
+
+
 @pytest.fixture
 def workdir(tmp_path, monkeypatch):
     """A fresh directory to run from; its ``mlruns/`` is the default store."""

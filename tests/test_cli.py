@@ -55,7 +55,9 @@ def test_help_lists_groups_and_plugin_options(tmp_path):
     assert result.returncode == 0, result.stderr
     for expected in ("model: cnn, linear, logistic", "optimizer: adam, gd, minibatch",
                      "regularizer: elasticnet, l1, l2, none", "data: classification, csv, digits, regression",
-                     "trainer: auto, cpu, gpu"):
+                     "trainer: auto, cpu, ddp, ddp_cpu, gpu",
+                     "experiment: cnn_digits, linear_regression, logistic_regression, softmax_digits",
+                     "hparams_search: cnn_optuna, linear_optuna"):
         assert expected in result.stdout
 
 

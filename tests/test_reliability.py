@@ -98,10 +98,10 @@ def wait_for_training(tmp_path: Path, proc: subprocess.Popen, runs: int = 1, tim
     db = tmp_path / "mlruns" / "mlflow.db"
     while time.monotonic() < deadline and proc.poll() is None:
         if db.exists():
-            try:
+            from orchestrator.tracking import store_lock
+
+            with store_lock(store_uri(tmp_path)):  # never while the process is creating the store
                 training = [r for r in all_runs(store_uri(tmp_path)) if "epoch" in r.data.metrics]
-            except Exception:
-                training = []
             if len(training) >= runs:
                 return
         time.sleep(0.5)
