@@ -452,8 +452,8 @@ class Training:
         from pathlib import Path
 
         trainer_args = dict(trainer_args)
-        if trainer_args.get("enable_progress_bar") is None:
-            trainer_args["enable_progress_bar"] = sys.stderr.isatty()
+        if trainer_args.get("enable_progress_bar") is None:  # a bar for people, none in logs and CI
+            trainer_args["enable_progress_bar"] = sys.stderr.isatty() and not os.environ.get("CI")
         accepted = inspect.signature(pl.Trainer).parameters
         unknown = [k for k in trainer_args if k not in accepted or k in ("logger", "callbacks")]
         if unknown:

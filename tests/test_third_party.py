@@ -74,6 +74,9 @@ def test_plugin_options_take_typed_overrides_after_install(reference_plugin, tmp
     assert "- 16" in ok.stdout and "_name_: moons" in ok.stdout
     bad = cli("model=mlp", "model.hidden=wide", "--cfg", "job", cwd=tmp_path, env=with_site(reference_plugin))
     assert bad.returncode != 0 and "model.hidden" in bad.stderr
+    # the plugin's own rules (orchestrator.check) are enforced like the built-ins'
+    ruled = cli("model=mlp", "model.hidden=[8,0]", cwd=tmp_path, env=with_site(reference_plugin))
+    assert ruled.returncode == 2 and "model.hidden=[8, 0] is not allowed: it must be >= 1" in ruled.stderr
 
 
 def test_reference_plugin_passes_its_own_tests_in_isolation(reference_plugin):

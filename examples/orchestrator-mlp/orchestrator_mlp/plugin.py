@@ -6,26 +6,26 @@ it for `orchestrator plugins` and `--help` too. Builders import what they need w
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import List
 
-from orchestrator import Data, DataConfig, Dataset, Model, hookimpl
+from orchestrator import Data, DataConfig, Dataset, Model, check, hookimpl
 
 
 @dataclass
 class MLPConfig:
-    #: Widths of the hidden layers, e.g. [64, 32].
-    hidden: List[int] = field(default_factory=lambda: [64, 64])
+    #: Widths of the hidden layers, e.g. [64, 32]; each at least 1.
+    hidden: List[int] = check(default_factory=lambda: [64, 64], ge=1)
     #: Activation between layers: relu or tanh.
-    activation: str = "relu"
+    activation: str = check("relu", choices=("relu", "tanh"))
 
 
 @dataclass
 class MoonsConfig(DataConfig):
     #: Number of examples generated.
-    n_samples: int = 1000
+    n_samples: int = check(1000, ge=10)
     #: Standard deviation of the Gaussian noise added to the points.
-    noise: float = 0.15
+    noise: float = check(0.15, ge=0)
 
 
 def build_mlp(cfg: MLPConfig, input_shape, output_dim):
