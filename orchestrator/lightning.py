@@ -358,7 +358,11 @@ class LoopbackDDPStrategy(DDPStrategy):
 
         if "ORCHESTRATOR_RENDEZVOUS" in os.environ:
             return  # a rank started by the first process
+        import atexit
+        import shutil
+
         folder = tempfile.mkdtemp(prefix="orchestrator-ddp-")
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)
         os.environ["ORCHESTRATOR_RENDEZVOUS"] = os.path.join(folder, "rendezvous")
         os.environ["MASTER_ADDR"] = "127.0.0.1"
         if "MASTER_PORT" not in os.environ:
