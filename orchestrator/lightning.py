@@ -273,27 +273,27 @@ class BufferedMLFlowLogger(MLFlowLogger):
 
     @rank_zero_only
     def log_metrics(self, metrics: dict, step: Optional[int] = None) -> None:
-        from mlflow.entities import Metric
-
         started = time.perf_counter()
         timestamp = int(time.time() * 1000)
         for key, value in metrics.items():
             value = value.item() if hasattr(value, "item") else float(value)
-            self._buffer.append(Metric(key=key, value=value, timestamp=timestamp, step=step or 0))
+            self._buffer.append((key, value, timestamp, step or 0))
         if time.monotonic() - self._last_flush > self._flush_seconds:
             self.flush()
         self.seconds += time.perf_counter() - started
 
     def flush(self) -> None:
+        from .tracking import write_points
+
         started = time.perf_counter()
-        while self._buffer:
-            chunk, self._buffer = self._buffer[:1000], self._buffer[1000:]
-            self.experiment.log_batch(run_id=self.run_id, metrics=chunk)
+        points, self._buffer = self._buffer, []
+        if points:
+            write_points(self.experiment, self.run_id, points)
         self._last_flush = time.monotonic()
         self.seconds += time.perf_counter() - started
 
     def finalize(self, status: str = "success") -> None:
-        pass  # train() flushes once fitting (or testing) is over; the run stays open
+        pass  # Training.run() flushes once fitting (or testing) is over; the run stays open
 
 
 class _NoLogger:
