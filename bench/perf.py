@@ -30,7 +30,9 @@ from pathlib import Path
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DO_NOT_TRACK", "true")
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+from orchestrator.config import conf_dir  # noqa: E402
+
+CONF_DIR = conf_dir()
 
 #: name -> (overrides, metric compared, tolerance, what the tolerance means)
 TASKS = {

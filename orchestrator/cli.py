@@ -17,10 +17,11 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from .components import GROUPS
+from .config import conf_dir
 from .errors import OrchestratorError
 from .plugins import Catalog, get_catalog
 
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+CONF_DIR = conf_dir()
 # ${orchestrator.pid:} in output folder names keeps processes started in the same instant apart.
 # Cached, like ${now:}: Hydra copies the launching process's cache into every job's config, so
 # jobs in a parallel launcher's workers see the launcher's pid, not their own.
@@ -84,29 +85,6 @@ def share_cores(hydra_cfg) -> None:
     cores = os.cpu_count() or 1
     parallel = cores if int(n_jobs) < 1 else min(int(n_jobs), cores)
     torch.set_num_threads(max(1, cores // parallel))
-
-
-def list_plugins(catalog: Catalog, seconds: float) -> str:
-    """What ``orchestrator plugins`` prints."""
-    from . import __version__
-
-    lines = [f"orchestrator {__version__}: {len(catalog.plugins)} plugins loaded in {seconds:.3f} s"]
-    for info in catalog.plugins.values():
-        lines.append("")
-        lines.append(f"{info.name}  ({info.distribution} {info.version}, {info.module})")
-        lines.append(f"  hooks: {', '.join(info.hooks) or 'none'}")
-        for group in GROUPS:
-            names = [n for n, p in catalog.options[group].items() if p.plugin.name == info.name]
-            if names:
-                lines.append(f"  {group}: {', '.join(sorted(names))}")
-    if catalog.search_paths:
-        lines.append("")
-        lines.append(f"config search path: {', '.join(catalog.search_paths)}")
-    if catalog.failures:
-        lines.append("")
-        lines.append(f"{len(catalog.failures)} plugins failed to load:")
-        lines.extend(f"  {failure}" for failure in catalog.failures)
-    return "\n".join(lines)
 
 
 def check_chosen_options(catalog: Catalog, args: list[str]) -> None:
@@ -229,13 +207,18 @@ def _is_yaml_option(catalog: Catalog, group: str, name: str) -> bool:
 
 def main() -> None:
     args = sys.argv[1:]
+    if args[:1] == ["new-plugin"]:
+        from .scaffold import main as new_plugin
+
+        sys.exit(new_plugin(args[1:]))
     start = time.perf_counter()
     try:
         catalog = get_catalog()
         seconds = time.perf_counter() - start
         if args[:1] == ["plugins"]:
-            print(list_plugins(catalog, seconds))
-            return
+            from .listing import plugins_command
+
+            sys.exit(plugins_command(args[1:], catalog, seconds))
         for failure in catalog.failures:
             print(f"Warning: {failure}", file=sys.stderr)
         refuse_targets(args)

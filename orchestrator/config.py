@@ -5,9 +5,18 @@ sweep settings. Group options (model, optimizer, ...) are typed by their plugins
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Dict, Optional
 
 from .schema import check
+
+
+def conf_dir() -> Path:
+    """The folder of the primary config: ``conf/`` in a checkout, installed as the package
+    ``orchestrator.conf`` (so a wheel or ``pip install .`` carries it)."""
+    from importlib import resources
+
+    return Path(str(resources.files("orchestrator.conf")))
 
 
 @dataclass

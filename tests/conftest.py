@@ -19,7 +19,9 @@ os.environ["ORCHESTRATOR_DISABLE_PLUGIN_AUTOLOAD"] = "1"
 for name in ("ORCHESTRATOR_BLOCK_PLUGINS", "ORCHESTRATOR_STRICT_PLUGINS"):
     os.environ.pop(name, None)
 
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+from orchestrator.config import conf_dir  # noqa: E402
+
+CONF_DIR = conf_dir()
 #: Small enough to train in a fraction of a second, large enough to split.
 TINY = ["trainer.max_epochs=2", "data.n_samples=80"]
 
