@@ -1,59 +1,396 @@
-"""GPU check: the CNN on the digits, on the CPU and on the GPU, with time and accuracy.
+"""GPU benchmark: the framework against a hand-written PyTorch loop on the GPU, then real commands.
 
-    python -m bench.gpu_check [--epochs 20] [--precision 32-true]
+    python -m bench.gpu_check [--parts bench,commands,matrix] [--quick] [--device cuda|cpu] [--json FILE]
 
-Run it on a machine with a CUDA GPU (it says so and exits 0 where there is none). Each run is a
-real `python -m orchestrator` process into a temporary MLflow store; the table gives the fit
-time, the whole-process time and the test accuracy, and checks both devices agree within noise.
+Prepare a GPU machine with ``bench/gpu_setup.sh`` (it prints what to run there). Parts (default all
+three, about 5 minutes on one H100; ``--quick``: tiny sizes, fp32 only, bench only):
+
+  bench     the CNN on scikit-learn's 8x8 digits (``model=cnn data=digits optimizer=adam``) and a
+            CNN on 60,000 synthetic 1x28x28 images of 10 classes (``data=bench_images``, registered
+            on the plugin manager of this process only). Per precision, each is trained with the
+            same split, initial weights, batch order, epochs, batch size and learning rate (a) by a
+            hand-written loop (data moved to the device once, indexed by whole batches, autocast for
+            mixed precision, TF32 as the framework sets it) and (b) by ``orchestrator.runner.run``
+            in process, what ``python -m orchestrator`` calls. Printed: samples/s (training samples
+            x epochs / fit seconds), framework/hand, peak GPU memory, both test accuracies and
+            whether they agree; targets on the big task: framework >= 0.9 x hand, mixed >= fp32.
+  commands  issue #10's command list as ``python -m orchestrator`` processes (return code, wall time,
+            MLflow run statuses; a hang past the timeout fails), then a GPU-trained model loaded with
+            ``mlflow.pyfunc`` in a process that sees no GPU (``CUDA_VISIBLE_DEVICES=""``).
+  matrix    every built-in model x optimizer x regularizer in one ``-m`` sweep on the GPU and one on
+            the CPU (2 epochs): how many FINISHED, and whether each pair's test metrics agree.
+
+``--device cpu`` runs it all on the CPU (``trainer=cpu``, ``ddp_cpu``); with the default ``cuda`` a
+machine without a GPU says so and exits 0. Exit status 1: the two ways disagree on accuracy, a
+command fails, or a matrix pair differs. Speed targets are reported, not enforced.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
+import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("DO_NOT_TRACK", "true")
+from orchestrator import Data, DataConfig, Dataset, check, hookimpl  # noqa: E402
+
+PARTS = ("bench", "commands", "matrix")
+PRECISIONS = ("32-true", "16-mixed", "bf16-mixed")
+AGREE = 0.02  # test accuracies this close are one result (same device); 0.03 across devices
+BIG = "images28"
+#: name -> (overrides, epochs, epochs with --quick)
+TASKS = {
+    "digits": (["model=cnn", "data=digits", "optimizer=adam"], 20, 1),
+    BIG: (["model=cnn", "data=bench_images", "optimizer=adam", "optimizer.batch_size=256",
+           "model.channels1=32", "model.channels2=64", "model.hidden=128"], 5, 1),
+}
+#: (name, arguments of `python -m orchestrator`, timeout in seconds), written for a GPU
+COMMANDS = [
+    ("cnn", ["model=cnn", "optimizer=adam", "trainer=gpu"], 180),
+    ("cnn bf16", ["model=cnn", "optimizer=adam", "trainer=gpu", "trainer.precision=bf16-mixed"], 180),
+    ("cnn 16", ["model=cnn", "optimizer=adam", "trainer=gpu", "trainer.precision=16-mixed"], 180),
+    ("linear auto", ["model=linear", "trainer=auto"], 180),
+    ("logistic l1", ["model=logistic", "optimizer=minibatch", "regularizer=l1", "trainer=gpu"], 180),
+    ("sweep", ["-m", "model=linear,logistic", "optimizer=gd,adam", "trainer=gpu"], 240),
+    ("ddp", ["model=cnn", "optimizer=adam", "trainer=ddp", "trainer.max_epochs=3"], 120),
+]
 
 
-def one(device: str, epochs: int, precision: str) -> dict:
+@dataclass
+class ImagesConfig(DataConfig):
+    #: Number of images generated.
+    n_samples: int = check(60000, ge=100)
+    #: Standard deviation of the pixel noise added to each class's pattern.
+    noise: float = check(0.8, ge=0)
+    #: Pixels are left as generated.
+    standardize: bool = False
+
+
+@lru_cache(maxsize=2)
+def _images(n: int, noise: float, seed: int):
+    """Each class is three Gaussian blobs; each image one, shifted by up to 3 pixels, scaled, noisy."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    grid = np.mgrid[0:28, 0:28].astype(np.float32)
+    centres, widths = rng.uniform(7, 21, size=(10, 3, 2)), rng.uniform(1.5, 3.5, size=(10, 3))
+    blobs = np.exp(-((grid[None, None] - centres[..., None, None]) ** 2).sum(2) / (2 * widths[..., None, None] ** 2))
+    patterns = blobs.sum(1) / blobs.sum(1).max(axis=(1, 2), keepdims=True)  # (10, 28, 28)
+    shifted = np.stack([np.roll(patterns, (dy, dx), axis=(1, 2)) for dy in range(-3, 4) for dx in range(-3, 4)], 1)
+    y = rng.integers(0, 10, size=n)
+    x = shifted[y, rng.integers(0, shifted.shape[1], size=n)] * rng.uniform(0.5, 1.5, size=(n, 1, 1))
+    return (x.astype(np.float32) + noise * rng.standard_normal((n, 28, 28), dtype=np.float32))[:, None], y
+
+
+def make_images(cfg: ImagesConfig, seed: int) -> Dataset:
+    x, y = _images(cfg.n_samples, cfg.noise, seed)
+    return Dataset(x, y, task="classification", num_classes=10, source="bench: synthetic 28x28 images")
+
+
+class BenchPlugin:
+    """Adds ``data=bench_images`` to this process's catalogue; nothing is installed."""
+
+    @hookimpl
+    def register_components(self):
+        return [Data("bench_images", ImagesConfig, make_images, "Synthetic 1x28x28 images, 10 classes.")]
+
+
+def catalog():
+    """The installed plugins plus the benchmark's data option, registered with Hydra."""
+    from orchestrator.plugins import Catalog, PluginInfo, load_plugins
+
+    pm, infos, failures = load_plugins()
+    pm.register(BenchPlugin(), name="bench.gpu_check")
+    infos["bench.gpu_check"] = PluginInfo("bench.gpu_check", "orchestrator-bench", "0", "bench.gpu_check")
+    found = Catalog(pm, infos, failures)
+    found.register_with_hydra()
+    return found
+
+
+def compose(overrides: list[str]):
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    from orchestrator.config import conf_dir
+
+    with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
+        return hydra_compose("config", overrides=overrides)
+
+
+def fresh(device) -> None:
+    """Free what earlier runs left, so that each peak is its own."""
+    import torch
+
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.synchronize(), torch.cuda.empty_cache(), torch.cuda.reset_peak_memory_stats()
+
+
+def tf32_in_fit(cfg, device) -> bool:
+    """Whether the framework's fp32 fit turns TF32 matmuls on (its ``tf32`` key, where it has one)."""
+    import torch
+
+    return (device.type == "cuda" and bool(cfg.get("tf32", False)) and torch.cuda.get_device_capability() >= (8, 0)
+            and torch.get_float32_matmul_precision() == "highest")
+
+
+def hand(cfg, found, device, precision: str) -> dict:
+    """(a) the loop a user would write: same data, model, initial weights and batch order."""
+    import torch
+
+    from orchestrator.runner import prepare
+
+    p = prepare(cfg, found, cfg.tracking.uri)
+    s, model, size, epochs = p.splits, p.model, p.training.data.batch_size, cfg.trainer.max_epochs
+    dtype = {"16-mixed": torch.float16, "bf16-mixed": torch.bfloat16}.get(precision)
+    matmul = torch.get_float32_matmul_precision()
+    if tf32_in_fit(cfg, device):
+        torch.set_float32_matmul_precision("high")
+    fresh(device)
+    start = time.perf_counter()
+    x, y = torch.from_numpy(s.x_train).to(device), torch.from_numpy(s.y_train).to(device)
+    optimizer = p.training.module.make_optimizer(model.to(device).parameters())
+    scaler = torch.amp.GradScaler(device.type, enabled=precision == "16-mixed")
+    generator = torch.Generator().manual_seed(int(cfg.seed))  # the framework's batch order
+    for _ in range(epochs):
+        model.train()
+        order = torch.randperm(len(x), generator=generator).to(device)
+        for first in range(0, len(x), size):
+            index = order[first : first + size]
+            with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+                loss = torch.nn.functional.cross_entropy(model(x[index]), y[index])
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - start
+    torch.set_float32_matmul_precision(matmul)
+    model.eval()
+    with torch.no_grad():
+        xt, yt = torch.from_numpy(s.x_test).to(device), torch.from_numpy(s.y_test).to(device)
+        predicted = torch.cat([model(xt[i : i + 8192]).argmax(-1) for i in range(0, len(xt), 8192)])
+    peak = torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else None
+    return {"sps": len(x) * epochs / seconds, "accuracy": float((predicted == yt).float().mean()), "peak_mb": peak}
+
+
+def framework(cfg, found, device, output_dir: str) -> dict:
+    """(b) orchestrator.runner.run(cfg), as `python -m orchestrator` calls it; its fit time."""
+    import torch
+
+    from orchestrator.runner import run
+
+    fresh(device)
+    result = run(cfg, catalog=found, output_dir=output_dir)
+    m, n = result.metrics, len(result.splits.y_train)
+    peak = torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else None
+    return {"sps": n * cfg.trainer.max_epochs / m["time/fit_seconds"], "accuracy": m["test/accuracy"], "peak_mb": peak}
+
+
+def attempt(function, *args) -> dict:
+    """One way's result, or the error that stopped it: one failure does not end the benchmark."""
+    try:
+        return function(*args)
+    except Exception as error:
+        return {"error": f"{type(error).__name__}: {error}"[:600]}
+
+
+def bench(device, quick: bool, tmp: Path) -> tuple[list[dict], bool]:
+    """Both ways, per task and precision; each row is printed as soon as it is measured."""
+    import logging
+
+    logging.getLogger("pytorch_lightning").setLevel(logging.WARNING)
+    found = catalog()
+    common = [f"tracking.uri=sqlite:///{tmp}/mlruns/mlflow.db", "tracking.log_model=false", "tracking.plots=false",
+              f"trainer={'gpu' if device.type == 'cuda' else 'cpu'}", "trainer.enable_progress_bar=false"]
+    # the CPU has no fp16 autocast (Lightning would train 16-mixed as bf16-mixed there)
+    precisions = ("32-true",) if quick else PRECISIONS if device.type == "cuda" else ("32-true", "bf16-mixed")
+    mark = lambda v: "-" if v is None else "ok" if v else "NOT OK"
+    val = lambda way, key, form: "FAILED" if "error" in way else "-" if way[key] is None else format(way[key], form)
+    header = (f"{'task':<9} | {'precision':<12} | {'ep':>3} | {'hand samples/s':>14} | {'framework samples/s':>19} | "
+              f"{'fw/hand':>7} | {'peak MB hand/fw':>15} | {'accuracy hand/fw':>16} | {'agree':>6} | "
+              f"{'fw>=0.9x hand':>13} | {'mixed>=fp32':>11}")
+    print(header + "\n" + "-" * len(header), flush=True)
+    rows, fp32 = [], None
+    for task, (overrides, epochs, quick_epochs) in TASKS.items():
+        overrides = overrides + (["data.n_samples=2000"] if quick and task == BIG else [])
+        if not quick:  # one untimed epoch each, so that first-use costs (CUDA, cuDNN, kernels) are not timed
+            warm = compose([*common, *overrides, "trainer.max_epochs=1"])
+            attempt(hand, warm, found, device, "32-true"), attempt(framework, warm, found, device, tmp)
+        for precision in precisions:
+            cfg = compose([*common, *overrides, f"trainer.precision={precision}",
+                           f"trainer.max_epochs={quick_epochs if quick else epochs}"])
+            a, b = attempt(hand, cfg, found, device, precision), attempt(framework, cfg, found, device, tmp)
+            ratio = b["sps"] / a["sps"] if "error" not in a and "error" not in b else None
+            big, sps = task == BIG, b.get("sps")
+            fp32 = sps if big and precision == "32-true" else fp32
+            r = {"task": task, "precision": precision, "epochs": cfg.trainer.max_epochs, "hand": a, "framework": b,
+                 "tf32": precision == "32-true" and tf32_in_fit(cfg, device), "ratio": ratio,
+                 "agree": ratio is not None and abs(a["accuracy"] - b["accuracy"]) <= AGREE,
+                 "target_ratio": (ratio or 0) >= 0.9 if big else None,
+                 "target_mixed": bool(sps and fp32 and sps >= fp32) if big and precision != "32-true" else None}
+            rows.append(r)
+            print(f"{task:<9} | {precision + ('+tf32' if r['tf32'] else ''):<12} | {r['epochs']:>3} | "
+                  f"{val(a, 'sps', ',.0f'):>14} | {val(b, 'sps', ',.0f'):>19} | "
+                  f"{'-' if ratio is None else format(ratio, '.2f'):>7} | "
+                  f"{val(a, 'peak_mb', '.0f') + '/' + val(b, 'peak_mb', '.0f'):>15} | "
+                  f"{val(a, 'accuracy', '.4f') + '/' + val(b, 'accuracy', '.4f'):>16} | {mark(r['agree']):>6} | "
+                  f"{mark(r['target_ratio']):>13} | {mark(r['target_mixed']):>11}", flush=True)
+            for way, result in (("hand", a), ("framework", b)):
+                if "error" in result:
+                    print(f"  {way}: {result['error']}", flush=True)
+    return rows, all(r["agree"] for r in rows)
+
+
+def spawn(args: list[str], cwd: Path, timeout: float, **env: str) -> tuple[int | None, float, str]:
+    """A process in its own group, killed with its children (DDP ranks) past ``timeout``: code None."""
+    start = time.perf_counter()
+    environ = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    environ.update(MLFLOW_DISABLE_TELEMETRY="true", DO_NOT_TRACK="true", **env)
+    proc = subprocess.Popen([sys.executable, *args], cwd=cwd, env=environ, text=True, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        out, code = proc.communicate(timeout=timeout)[0], proc.returncode
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, code = proc.communicate()[0] + f"\n[killed after {timeout} s]", None
+    return code, time.perf_counter() - start, out
+
+
+def runs_in(directory: Path) -> list:
+    """Every run of the store that ``python -m orchestrator`` made in ``directory``."""
     import mlflow
+    from mlflow.entities import ViewType
 
-    with tempfile.TemporaryDirectory() as tmp:
-        env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true"}
-        env.pop("MLFLOW_TRACKING_URI", None)
-        start = time.perf_counter()
-        out = subprocess.run(
-            [sys.executable, "-m", "orchestrator", "experiment=cnn_digits", f"trainer={device}",
-             f"trainer.max_epochs={epochs}", f"trainer.precision={precision if device == 'gpu' else '32-true'}"],
-            cwd=tmp, env=env, capture_output=True, text=True,
-        )
-        wall = time.perf_counter() - start
-        if out.returncode != 0:
-            raise SystemExit(f"{device} run failed:\n{out.stderr[-3000:]}")
-        (run,) = mlflow.MlflowClient(f"sqlite:///{tmp}/mlruns/mlflow.db").search_runs(["1"])
-        return {"fit": run.data.metrics["time/fit_seconds"], "wall": wall,
-                "accuracy": run.data.metrics["test/accuracy"]}
+    if not (directory / "mlruns" / "mlflow.db").is_file():
+        return []
+    client = mlflow.MlflowClient(f"sqlite:///{directory}/mlruns/mlflow.db")
+    ids = [e.experiment_id for e in client.search_experiments(view_type=ViewType.ALL)]
+    return client.search_runs(ids, run_view_type=ViewType.ALL, max_results=1000)
+
+
+def commands(device, quick: bool, tmp: Path) -> tuple[list[dict], bool]:
+    """Issue #10's commands as processes, each printed as it ends, then the CPU-only model load."""
+    swap = {} if device.type == "cuda" else {"trainer=gpu": "trainer=cpu", "trainer=ddp": "trainer=ddp_cpu"}
+    first = tmp / "command-0"  # the CNN on the digits, trained on the device
+    script = ("import mlflow, numpy as np, sys; mlflow.set_tracking_uri(sys.argv[1]); "
+              "m = mlflow.pyfunc.load_model(f'runs:/{sys.argv[2]}/model'); "
+              "p = np.asarray(m.predict(np.random.default_rng(0).random((3, 1, 8, 8), dtype=np.float32))); "
+              "assert p.shape == (3, 10) and np.isfinite(p).all(), p; print('predicted', p.shape)")
+    print(f"\n{'command':<12} | {'rc':>4} | {'wall s':>6} | {'MLflow runs':<20} | arguments", flush=True)
+    rows = []
+    for i, (name, args, timeout) in enumerate([*COMMANDS, ("load on CPU", None, 180)]):
+        if device.type != "cuda" and "trainer.precision=16-mixed" in (args or []):
+            continue  # no fp16 autocast on the CPU
+        if args is None:  # load a model trained on the device where no GPU is visible
+            done = [r.info.run_id for r in runs_in(first) if r.info.status == "FINISHED"][:1]
+            command = ["-c", script, f"sqlite:///{first}/mlruns/mlflow.db", *done]
+            code, wall, out = spawn(command, first, timeout, CUDA_VISIBLE_DEVICES="") if done else (1, 0.0, "no run")
+            text, statuses = "mlflow.pyfunc.load_model(...).predict(...) with CUDA_VISIBLE_DEVICES=''", {}
+        else:
+            args, cwd = [swap.get(a, a) for a in args], tmp / f"command-{i}"
+            cwd.mkdir()
+            code, wall, out = spawn(["-m", "orchestrator", *args], cwd, timeout)
+            text, statuses = " ".join(args), dict(Counter(r.info.status for r in runs_in(cwd)))
+        ok = code == 0 and set(statuses) <= {"FINISHED"} and (bool(statuses) or args is None)
+        rows.append({"name": name, "command": text, "returncode": code, "wall": wall, "statuses": statuses, "ok": ok})
+        runs = ", ".join(f"{k} x{v}" for k, v in statuses.items()) or "-"
+        print(f"{name:<12} | {'hang' if code is None else code:>4} | {wall:6.1f} | {runs:<20} | {text}"
+              + ("" if ok else f"   <- FAILED\n{out[-2000:]}"), flush=True)
+    return rows, all(r["ok"] for r in rows)
+
+
+def matrix(device, quick: bool, tmp: Path) -> tuple[dict, bool]:
+    """Every built-in model x optimizer x regularizer: one sweep on the device, one on the CPU."""
+    from orchestrator.plugins import get_catalog
+
+    groups = ("model", "optimizer", "regularizer")
+    names = {g: sorted(n for n, p in get_catalog().options[g].items() if p.plugin.distribution == "orchestrator")
+             for g in groups}
+    key = lambda r: "/".join(r.data.tags.get(f"orchestrator.{g}", "?") for g in groups)
+    sweeps = {}
+    for trainer in dict.fromkeys(["gpu" if device.type == "cuda" else "cpu", "cpu"]):
+        cwd = tmp / f"matrix-{trainer}"
+        cwd.mkdir()
+        code, wall, out = spawn(["-m", "orchestrator", "-m", *(f"{g}={','.join(names[g])}" for g in groups),
+                                 f"trainer={trainer}", "trainer.max_epochs=2", "tracking.plots=false"], cwd, 270)
+        runs = {key(r): r for r in runs_in(cwd) if "mlflow.parentRunId" in r.data.tags}
+        sweeps[trainer] = {"returncode": code, "wall": wall, "runs": runs, "tail": "" if code == 0 else out[-2000:]}
+    on_device, on_cpu = sweeps[next(iter(sweeps))]["runs"], sweeps["cpu"]["runs"]
+    differ = []
+    for k, r in on_device.items():
+        a, b = r.data.metrics, on_cpu[k].data.metrics if k in on_cpu else {}
+        metric = "test/accuracy" if "test/accuracy" in a else "test/loss"
+        if metric not in a or metric not in b:
+            differ.append(f"{k}: {metric} missing")
+        elif abs(a[metric] - b[metric]) > (0.03 if metric == "test/accuracy" else 0.05 * abs(b[metric]) + 1e-3):
+            differ.append(f"{k}: {metric} {a[metric]:.4g}, on the CPU {b[metric]:.4g}")
+    expected = len(names["model"]) * len(names["optimizer"]) * len(names["regularizer"])
+    finished = {t: sum(r.info.status == "FINISHED" for r in s["runs"].values()) for t, s in sweeps.items()}
+    print(f"\nmatrix, {expected} combinations x 2 epochs: FINISHED "
+          + ", ".join(f"{t} {n}/{expected} ({sweeps[t]['wall']:.0f} s)" for t, n in finished.items())
+          + f"; {len(differ)} differ from the CPU")
+    for line in differ + [f"--- {t} sweep ---\n{s['tail']}" for t, s in sweeps.items() if s["tail"]]:
+        print("  " + line)
+    ok = all(n == expected for n in finished.values()) and not differ
+    return {"expected": expected, "finished": finished, "differ": differ, "wall": {t: s["wall"] for t, s in sweeps.items()}}, ok
+
+
+def environment(device) -> dict:
+    import warnings
+
+    import pytorch_lightning
+    import torch
+
+    with warnings.catch_warnings():  # newer torch deprecates reading allow_tf32
+        warnings.simplefilter("ignore")
+        env = {"device": torch.cuda.get_device_name(0) if device.type == "cuda" else "cpu",
+               "torch": torch.__version__, "lightning": pytorch_lightning.__version__,
+               "matmul.allow_tf32": torch.backends.cuda.matmul.allow_tf32,
+               "cudnn.allow_tf32": torch.backends.cudnn.allow_tf32,
+               "float32_matmul_precision": torch.get_float32_matmul_precision()}
+    print("  ".join(f"{k}: {v}" for k, v in env.items()) + "\n(precision +tf32: the fp32 fit used TF32 matmuls)\n")
+    return env
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=20)
-    parser.add_argument("--precision", default="32-true", help="GPU precision: 32-true, 16-mixed, bf16-mixed")
+    parser.add_argument("--parts", help="comma-separated, of: bench, commands, matrix (default: all three; "
+                        "bench with --quick)")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes, fp32 only: check that it runs")
+    parser.add_argument("--device", choices=("cuda", "cpu"), default="cuda")
+    parser.add_argument("--json", help="write every row to this file")
     args = parser.parse_args(argv)
+    parts = set((args.parts or ("bench" if args.quick else ",".join(PARTS))).split(","))
+    if parts - set(PARTS):
+        parser.error(f"--parts: unknown {', '.join(sorted(parts - set(PARTS)))}; choose from {', '.join(PARTS)}")
     import torch
 
-    if not torch.cuda.is_available():
-        print("No CUDA GPU here: nothing to compare (run this on a machine with one).")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        print("No CUDA GPU here: nothing to measure (run it on a machine with one, or pass --device cpu).")
         return 0
-    print(f"GPU: {torch.cuda.get_device_name(0)}; torch {torch.__version__}; {args.epochs} epochs")
-    rows = {device: one(device, args.epochs, args.precision) for device in ("cpu", "gpu")}
-    print(f"{'device':<6} | {'fit s':>7} | {'process s':>9} | test accuracy")
-    for device, row in rows.items():
-        print(f"{device:<6} | {row['fit']:7.2f} | {row['wall']:9.2f} | {row['accuracy']:.4f}")
-    print(f"GPU / CPU fit time: {rows['gpu']['fit'] / rows['cpu']['fit']:.2f}")
-    return 0 if abs(rows["gpu"]["accuracy"] - rows["cpu"]["accuracy"]) <= 0.03 else 1
+    device = torch.device(args.device)
+    report, ok = {"environment": environment(device)}, True
+    with tempfile.TemporaryDirectory(prefix="gpu-check-") as tmp:
+        for name, part in (("bench", bench), ("commands", commands), ("matrix", matrix)):
+            if name in parts:
+                report[name], passed = part(device, args.quick, Path(tmp))
+                ok &= passed
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2, default=str))
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

@@ -62,7 +62,7 @@ def hydra_app(cfg: DictConfig) -> float | None:
         if not multirun:
             if isinstance(error, OrchestratorError):
                 fail(error)
-            raise
+            crashed(error, hydra_cfg.runtime.output_dir)
         print(f"Job {hydra_cfg.job.num} ({' '.join(hydra_cfg.overrides.task)}) failed: "
               f"{type(error).__name__}: {error}", file=sys.stderr)
         return None
@@ -71,6 +71,29 @@ def hydra_app(cfg: DictConfig) -> float | None:
     metric, _ = ranking(cfg.sweep.metric, cfg.sweep.mode, result.splits.task)
     value = result.metrics.get(metric, float("nan"))
     return value if math.isfinite(value) else None
+
+
+def crashed(error: Exception, output_dir: str) -> None:
+    """An unexpected error (a bug, here or in a plugin): one paragraph saying what happened and
+    where the full traceback is, exit status 1. The MLflow run, if one was open, is FAILED
+    with the error as its ``error`` tag and the traceback as its ``error.txt`` artifact."""
+    import traceback
+
+    path = Path(output_dir) / "traceback.txt"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("".join(traceback.format_exception(type(error), error, error.__traceback__)))
+        where = f"The full traceback is in {path}"
+    except OSError:
+        where = "The traceback could not be written"
+    run = getattr(error, "orchestrator_run", None)
+    if run is not None:
+        where += f" and in MLflow run {run[1]} (artifact error.txt, store {run[0]}), which is FAILED"
+    first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    print(f"Error: training failed with an unexpected {type(error).__name__}: {first} This is not a "
+          f"problem with your settings but a bug, in the framework or in a plugin. {where}.",
+          file=sys.stderr)
+    sys.exit(1)
 
 
 def share_cores(hydra_cfg) -> None:

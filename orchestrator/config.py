@@ -56,6 +56,8 @@ class Config:
     seed: int = 0
     #: An MLflow run id to resume from its last checkpoint, logging into the same run.
     resume: Optional[str] = None
+    #: TensorFloat-32 matmuls for fp32 training on GPUs that have them (Ampere and newer).
+    tf32: bool = True
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     sweep: SweepConfig = field(default_factory=SweepConfig)
 

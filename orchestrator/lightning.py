@@ -19,6 +19,7 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.loggers import MLFlowLogger
 from pytorch_lightning.strategies import DDPStrategy, StrategyRegistry
+from pytorch_lightning.strategies.launchers.subprocess_script import _SubprocessScriptLauncher
 from pytorch_lightning.utilities import rank_zero_only
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 from torch import nn
@@ -29,6 +30,10 @@ from .errors import Interrupted, OrchestratorError
 
 class TrainingDiverged(OrchestratorError):
     """The loss became NaN or infinite: training stops at once and the run is FAILED."""
+
+
+class RankFailed(RuntimeError):
+    """Another DDP rank failed (an error, or killed): every rank is stopped and the run FAILED."""
 
 # Lightning advertises a cloud logger at every Trainer start, and a torch deprecation inside
 # Lightning's own code warns on every fit: neither is anything our users can act on.
@@ -69,6 +74,8 @@ class TensorBatches:
         order = torch.randperm(len(self.x), generator=self.generator) if self.shuffle else None
         if self.world_size > 1:
             order = (order if order is not None else torch.arange(len(self.x)))[self.rank :: self.world_size][:n]
+        if order is not None:  # one copy an epoch, not an index copy (and a sync) every step
+            order = order.to(self.x.device)
         for start in range(0, n, size):
             if order is None:
                 yield self.x[start : start + size], self.y[start : start + size]
@@ -158,7 +165,12 @@ class TrainingModule(pl.LightningModule):
         self.binary = task == "classification" and (num_classes or 2) <= 2
         self.make_optimizer = make_optimizer
         self.penalty = penalty
-        self._train_sums: list = []
+        #: The epoch's (loss x n, penalty x n, n), summed on the training device: no sync a step.
+        self._train_sums: Optional[torch.Tensor] = None
+        #: The first step whose objective was not finite (-1: none yet), kept on the device and
+        #: read every ``divergence_check_every`` steps, with the epoch of each unread step.
+        self._first_bad: Optional[torch.Tensor] = None
+        self._unchecked: dict[int, int] = {}
         self._outputs: dict[str, list] = {"val": [], "test": []}
 
     def forward(self, x):
@@ -176,28 +188,52 @@ class TrainingModule(pl.LightningModule):
         return nn.functional.cross_entropy(out, y), out.argmax(dim=-1)
 
     def training_step(self, batch, batch_idx):
+        # Every tensor made here is made from one that is already on the training device
+        # (``new_full``, ``as_tensor(device=...)``): a bare torch.tensor() would land on the CPU.
         x, y = batch
         loss, _ = self.loss_and_prediction(self(x), y)
         penalty = self.penalty(self.model) if self.penalty is not None else None
-        penalty = torch.zeros((), device=loss.device) if penalty is None else torch.as_tensor(penalty)
+        penalty = loss.new_zeros(()) if penalty is None else torch.as_tensor(penalty, device=loss.device)
         objective = loss + penalty
-        if not torch.isfinite(objective):
-            raise TrainingDiverged(
-                f"The loss became {'NaN' if torch.isnan(objective) else 'infinite'} at epoch "
-                f"{self.current_epoch}, step {self.global_step}: training diverged. Try a smaller "
-                "learning rate (optimizer.lr), a smaller regularizer.strength, or data.standardize=true."
-            )
         n = len(y)
-        self._train_sums.append(torch.stack([loss.detach() * n, penalty.detach() * n, torch.tensor(float(n))]))
+        sums = torch.stack([loss.detach().float() * n, penalty.detach().float() * n,
+                            loss.new_full((), float(n), dtype=torch.float32)])
+        self._train_sums = sums if self._train_sums is None else self._train_sums + sums
+        self._watch_divergence(objective.detach())
         return objective
 
+    def divergence_check_every(self) -> int:
+        """Steps between reads of the divergence flag: every step on the CPU, where reading a
+        value costs nothing; every 16 steps on an accelerator, where each read waits for the
+        device to finish its queue (a host-device sync)."""
+        return 1 if self.device.type == "cpu" else 16
+
+    def _watch_divergence(self, objective: torch.Tensor, force: bool = False) -> None:
+        if objective is not None:
+            step = self.global_step
+            if self._first_bad is None:
+                self._first_bad = torch.full((), -1, dtype=torch.long, device=objective.device)
+            bad = ~torch.isfinite(objective) & (self._first_bad < 0)
+            self._first_bad = torch.where(bad, self._first_bad.new_full((), step), self._first_bad)
+            self._unchecked[step] = self.current_epoch
+        if not self._unchecked or (len(self._unchecked) < self.divergence_check_every() and not force):
+            return
+        first = int(self._first_bad)  # the one host-device sync, every few steps
+        epochs, self._unchecked = self._unchecked, {}
+        if first >= 0:
+            raise TrainingDiverged(
+                f"The loss became NaN or infinite at epoch {epochs.get(first, self.current_epoch)}, "
+                f"step {first}: training diverged. Try a smaller learning rate (optimizer.lr), a "
+                "smaller regularizer.strength, or data.standardize=true."
+            )
+
     def on_train_epoch_end(self):
+        self._watch_divergence(None, force=True)
         values = {}
-        if self._train_sums:
-            sums = torch.stack(self._train_sums).sum(dim=0)
-            self._train_sums.clear()
+        if self._train_sums is not None:
+            sums, self._train_sums = self._train_sums, None
             if self.trainer.world_size > 1:  # the epoch's loss over every rank's shard
-                sums = self.trainer.strategy.reduce(sums.to(self.device), reduce_op="sum").cpu()
+                sums = self.trainer.strategy.reduce(sums, reduce_op="sum")
             loss, penalty, n = sums
             values = {"train/loss": loss / n, "train/penalty": penalty / n}
         data = getattr(self.trainer, "datamodule", None)
@@ -206,6 +242,7 @@ class TrainingModule(pl.LightningModule):
             self.eval()
             with torch.no_grad():
                 x, y = data.tensors["val"]
+                x = self.trainer.precision_plugin.convert_input(x)  # float64 under 64-true
                 self._outputs["val"] = [(self(x[i : i + 8192]), y[i : i + 8192]) for i in range(0, len(x), 8192)]
             self.train(was_training)
             values.update(self._stage_values("val"))
@@ -234,7 +271,7 @@ class TrainingModule(pl.LightningModule):
         """Hand one epoch's values to the callbacks and the loggers."""
         if self.trainer.sanity_checking or not values:
             return
-        values = {k: v.detach().float().cpu() for k, v in values.items()}
+        values = {k: v.detach().float().cpu() for k, v in values.items()}  # one sync an epoch
         self.trainer.callback_metrics.update(values)
         step = self.trainer.fit_loop.epoch_loop._batches_that_stepped
         for logger in self.trainer.loggers:
@@ -371,6 +408,11 @@ class LoopbackDDPStrategy(DDPStrategy):
                 os.environ["MASTER_PORT"] = str(probe.getsockname()[1])
         os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
 
+    def _configure_launcher(self) -> None:
+        super()._configure_launcher()
+        if isinstance(self._launcher, _SubprocessScriptLauncher):
+            self._launcher = WatchingLauncher(self.cluster_environment, self.num_processes, self.num_nodes)
+
     def setup_distributed(self) -> None:
         from lightning_fabric.utilities.seed import reset_seed
 
@@ -391,6 +433,134 @@ StrategyRegistry.register(
     "ddp_loopback", LoopbackDDPStrategy, description="DDP with a file rendezvous on loopback only",
     start_method="popen",
 )
+
+
+def rank_error_file(rank: int) -> Optional[str]:
+    """Where rank ``rank`` leaves the reason it failed, for rank zero to report."""
+    rendezvous = os.environ.get("ORCHESTRATOR_RENDEZVOUS")
+    return f"{rendezvous}.rank{rank}.error" if rendezvous else None
+
+
+class RankWatch:
+    """Rank zero's watch over the processes Lightning started for the other ranks.
+
+    When one exits with a non-zero status (an error, or killed), the others are killed at once,
+    and :meth:`failure` says which rank failed and why. Rank zero's training then fails too: a
+    collective with a dead peer raises (gloo) and :meth:`Training.run` reports the rank's
+    failure. If rank zero stays blocked instead (NCCL waits for its timeout), the watch marks
+    the run FAILED itself through ``abort`` after ``grace`` seconds and ends the process.
+    Lightning's own watch would SIGKILL rank zero and leave its MLflow run RUNNING.
+    """
+
+    def __init__(self, poll: float = 0.2, grace: float = 10.0):
+        self.procs: list = []
+        self.poll, self.grace = poll, grace
+        self.abort: Optional[Callable[[str], None]] = None  # set by Training.run
+        self.settled = False  # rank zero's training has ended, with or without an error
+        self._failure: Optional[str] = None
+        self._found = None
+
+    def start(self, procs: list) -> None:
+        import threading
+
+        self.procs = list(procs)
+        self._found = threading.Event()
+        threading.Thread(target=self._watch, name="orchestrator-rank-watch", daemon=True).start()
+
+    def _watch(self) -> None:
+        while not self.settled:
+            for rank, proc in enumerate(self.procs, start=1):
+                code = proc.poll()
+                if code not in (None, 0):
+                    self._failure = self._reason(rank, proc, code)
+                    self.kill_children()
+                    self._found.set()
+                    self._abort_if_stuck()
+                    return
+            time.sleep(self.poll)
+
+    @staticmethod
+    def _reason(rank: int, proc, code: int) -> str:
+        import signal
+
+        path = rank_error_file(rank)
+        detail = ""
+        if path and os.path.exists(path):
+            with open(path, encoding="utf-8", errors="replace") as handle:
+                detail = handle.read().strip()
+        if not detail:
+            detail = (f"killed by {signal.Signals(-code).name}" if code < 0 else f"exited with status {code}")
+        return f"DDP rank {rank} (pid {proc.pid}) failed: {detail}"
+
+    def failure(self, wait: float = 0.0) -> Optional[str]:
+        """The failure of another rank, waiting up to ``wait`` seconds for the watch to see it."""
+        if self._found is not None and wait > 0:
+            self._found.wait(wait)
+        return self._failure
+
+    def kill_children(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.kill()  # SIGKILL: a rank blocked in a collective ignores SIGTERM
+
+    def _abort_if_stuck(self) -> None:
+        deadline = time.monotonic() + self.grace
+        while not self.settled and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if self.settled:
+            return
+        print(f"Error: {self._failure}. Rank 0 was blocked waiting for it; every rank is stopped.",
+              file=sys.stderr)
+        if self.abort is not None:
+            try:
+                self.abort(self._failure)
+            except Exception as error:  # still end the process
+                print(f"Could not record the failure: {error}", file=sys.stderr)
+        os._exit(1)
+
+
+class WatchingLauncher(_SubprocessScriptLauncher):
+    """Lightning's launcher (each rank runs the command line again) with :class:`RankWatch`
+    in place of Lightning's process observer, which SIGKILLs rank zero when another rank fails
+    and so leaves its MLflow run RUNNING."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.watch = RankWatch()
+
+    def launch(self, function, *args, trainer=None, **kwargs):
+        from pytorch_lightning.strategies.launchers import subprocess_script
+
+        # The launcher starts its observer through this module-level function; for this launch
+        # it starts the RankWatch instead.
+        observer = subprocess_script._launch_process_observer
+        subprocess_script._launch_process_observer = self.watch.start
+        try:
+            return super().launch(function, *args, trainer=trainer, **kwargs)
+        finally:
+            subprocess_script._launch_process_observer = observer
+
+
+def end_process_group() -> None:
+    """Destroy the DDP process group, so that every rank's process can exit (NCCL's threads
+    keep a process alive otherwise)."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+
+
+def use_tf32(trainer: pl.Trainer) -> Optional[str]:
+    """Turn on TensorFloat-32 matmuls for fp32 training on a CUDA GPU that has them (compute
+    capability 8.0 and newer: A100, H100, ...): several times faster, with a 10-bit mantissa
+    (what PyTorch's and Lightning's docs recommend for training). Returns the setting to put
+    back, or None when nothing was changed."""
+    from pytorch_lightning.accelerators import CUDAAccelerator
+
+    if not isinstance(trainer.accelerator, CUDAAccelerator) or not torch.cuda.is_available():
+        return None
+    if torch.cuda.get_device_capability() < (8, 0) or torch.get_float32_matmul_precision() != "highest":
+        return None
+    torch.set_float32_matmul_precision("high")
+    return "highest"
 
 
 def worker_rank() -> bool:
@@ -451,6 +621,7 @@ class Training:
         tracking_uri: str,
         output_dir: str,
         flush_seconds: float = 10.0,
+        tf32: bool = True,
     ):
         import inspect
         from pathlib import Path
@@ -474,6 +645,7 @@ class Training:
         )
         self.module = TrainingModule(model, splits.task, splits.num_classes, make_optimizer, penalty)
         self.data = TensorDataModule(splits, batch_size, seed)
+        self.tf32 = tf32
         self.timings = Timings()
         self.checkpoint_path = str(Path(output_dir) / "checkpoints" / "last.ckpt")
         self.on_interrupt = CheckpointOnInterrupt(self.checkpoint_path)
@@ -487,32 +659,53 @@ class Training:
         except Exception as error:  # Lightning's MisconfigurationException, TypeError, ValueError
             raise OrchestratorError(f"The trainer settings are refused by Lightning: {error}") from None
 
-    def run(self, run_id: str, resume_from: Optional[str] = None) -> dict[str, float]:
+    def run(self, run_id: Optional[str], resume_from: Optional[str] = None,
+            abort: Optional[Callable[[str], None]] = None) -> dict[str, float]:
         """Fit (from ``resume_from``, a checkpoint, if given), validate each epoch, test once,
-        logging into MLflow run ``run_id``; return the final metrics (train, val and test)."""
+        logging into MLflow run ``run_id``; return the final metrics (train, val and test).
+
+        Under DDP, a failure of any rank ends every rank: rank zero kills the others when it
+        fails, and raises :class:`RankFailed` when another fails (``abort(reason)`` records the
+        failure if rank zero is left blocked instead); the process group is destroyed at the end.
+        """
         import signal
         import threading
 
         if self.logger is not None:
             self.logger._run_id = run_id
         trainer, logger, timings = self.trainer, self.logger or _NoLogger(), self.timings
+        watch = getattr(trainer.strategy.launcher, "watch", None)
+        if watch is not None:
+            watch.abort = abort
 
         handlers = {}
         if threading.current_thread() is threading.main_thread():
             handle = self.on_interrupt.handle
             handlers = {sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+        matmul_precision = use_tf32(trainer) if self.tf32 else None
+        fit_logging = 0.0
         try:
-            trainer.fit(self.module, datamodule=self.data, ckpt_path=resume_from)
-        except SIGTERMException as error:
-            raise Interrupted(signal.SIGTERM) from error
+            try:
+                trainer.fit(self.module, datamodule=self.data, ckpt_path=resume_from)
+            except SIGTERMException as error:
+                raise Interrupted(signal.SIGTERM) from error
+            finally:
+                for sig, handler in handlers.items():
+                    signal.signal(sig, handler)
+                fit_logging = logger.seconds
+                logger.flush()  # what was logged before a failure or interruption is kept too
+            final = {k: float(v) for k, v in trainer.callback_metrics.items()}
+            trainer.test(self.module, datamodule=self.data, verbose=False)
+            final.update({k: float(v) for k, v in trainer.callback_metrics.items()})
+        except BaseException as error:
+            self._rank_failed(watch, error)
+            raise
         finally:
-            for sig, handler in handlers.items():
-                signal.signal(sig, handler)
-            fit_logging = logger.seconds
-            logger.flush()  # what was logged before a failure or interruption is kept too
-        final = {k: float(v) for k, v in trainer.callback_metrics.items()}
-        trainer.test(self.module, datamodule=self.data, verbose=False)
-        final.update({k: float(v) for k, v in trainer.callback_metrics.items()})
+            if watch is not None:
+                watch.settled = True
+            if matmul_precision is not None:
+                torch.set_float32_matmul_precision(matmul_precision)
+        end_process_group()
         # How the time went, logged with the run (and read by the benchmark).
         final["time/fit_seconds"] = timings.fit_end - timings.fit_start
         final["world_size"] = trainer.world_size
@@ -523,3 +716,17 @@ class Training:
         logger.log_metrics({k: v for k, v in final.items() if k.startswith("time/")}, step=trainer.global_step)
         logger.flush()
         return final
+
+    def _rank_failed(self, watch: Optional[RankWatch], error: BaseException) -> None:
+        """On a failure under DDP: another rank's failure is what is reported; rank zero's own
+        failure stops the other ranks; a worker rank leaves its reason for rank zero."""
+        if watch is not None:
+            # A collective whose peer died raises a RuntimeError (gloo): give the watch a moment.
+            failure = watch.failure(wait=2.0 if isinstance(error, RuntimeError) else 0.0)
+            watch.kill_children()
+            if failure is not None:
+                raise RankFailed(f"{failure}. Every rank was stopped.") from error
+        path = rank_error_file(self.trainer.global_rank) if worker_rank() else None
+        if path:
+            with open(path, "w", encoding="utf-8") as handle:
+                handle.write(f"{type(error).__name__}: {error}")

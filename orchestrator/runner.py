@@ -149,6 +149,7 @@ def prepare(cfg: DictConfig, catalog: Catalog, uri: str, output_dir: Optional[st
         tracking_uri=uri,
         flush_seconds=float(cfg.tracking.get("flush_seconds", 10.0)),
         output_dir=output_dir or ".",
+        tf32=bool(cfg.get("tf32", True)),
     )
     return Prepared(cfg, chosen, names, splits, data.source, model, training)
 
@@ -233,7 +234,7 @@ def track(prepared: Prepared, mlflow_run, catalog: Catalog, resume_from: Optiona
     metrics: dict[str, float] = {}
     try:
         hooks.on_run_start(run=mlflow_run, cfg=cfg)
-        metrics = prepared.training.run(mlflow_run.run_id, resume_from=resume_from)
+        metrics = prepared.training.run(mlflow_run.run_id, resume_from=resume_from, abort=mlflow_run.abandon)
         predictor = Predictor(prepared.model, splits.mean, splits.std, splits.task, splits.num_classes).eval()
         model_uri = ""
         if cfg.tracking.log_model:
@@ -242,6 +243,10 @@ def track(prepared: Prepared, mlflow_run, catalog: Catalog, resume_from: Optiona
         if cfg.tracking.plots:
             log_plots(mlflow_run, prepared.model, splits)
     except BaseException as error:
+        try:  # the command line names the run that holds the traceback
+            error.orchestrator_run = (mlflow_run.uri, mlflow_run.run_id)
+        except AttributeError:
+            pass
         interrupted = isinstance(error, (Interrupted, KeyboardInterrupt))
         if interrupted and prepared.training.on_interrupt.saved:
             mlflow_run.log_artifact(prepared.training.checkpoint_path, "checkpoints")

@@ -161,7 +161,9 @@ class Run:
         if error is None:
             status = "FINISHED"
         else:
-            interrupted = isinstance(error, KeyboardInterrupt) or type(error).__name__ == "Interrupted"
+            from .errors import Interrupted
+
+            interrupted = isinstance(error, (KeyboardInterrupt, Interrupted))
             status = "KILLED" if interrupted else "FAILED"
             reason = f"{type(error).__name__}: {error}"
             try:
@@ -173,6 +175,13 @@ class Run:
                 pass
         mlflow.end_run(status)
         return False
+
+    def abandon(self, reason: str) -> None:
+        """End the run FAILED with ``reason`` now, from any thread (a DDP rank failed while
+        this process is blocked and about to be ended)."""
+        self.client.set_tag(self.run_id, "error", reason[:5000])
+        self.client.log_text(self.run_id, reason + "\n", "error.txt")
+        self.client.set_terminated(self.run_id, "FAILED")
 
     def log_params(self, params: dict[str, str]) -> None:
         from mlflow.entities import Param

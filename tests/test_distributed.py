@@ -90,3 +90,94 @@ def test_slurm_preset_documents_what_a_slurm_user_sets(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     for line in ("partition: gpu", "gpus_per_task: 1", "timeout_min: 60", "SlurmLauncher"):
         assert line in result.stdout
+
+
+# --------------------------------------------------------------------------------------------
+# A failure in any rank ends every rank: the run is FAILED with the reason, exit status non-zero.
+# --------------------------------------------------------------------------------------------
+
+BREAKER = '''
+import os
+
+import pytorch_lightning as pl
+
+from orchestrator import hookimpl
+
+
+class BreakRankOne(pl.Callback):
+    def on_train_epoch_start(self, trainer, pl_module):
+        if trainer.global_rank == 1 and trainer.current_epoch == 2:
+            raise RuntimeError("rank one broke on purpose")
+
+
+@hookimpl
+def add_callbacks(cfg):
+    return [BreakRankOne()] if os.environ.get("BREAK_RANK_ONE") else []
+'''
+
+
+def _breaker_plugin(root):
+    """A throwaway installed distribution whose callback raises in rank 1 only."""
+    (root / "rank_breaker.py").write_text(BREAKER)
+    info = root / "rank_breaker-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: rank-breaker\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text("[orchestrator]\nrank_breaker = rank_breaker\n")
+
+
+def _start_ddp(tmp_path, env_extra=None, epochs=400):
+    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "ORCHESTRATOR_DISABLE_PLUGIN_AUTOLOAD")}
+    env.update(env_extra or {})
+    args = ["trainer=ddp_cpu", "model=cnn", "optimizer=adam", f"trainer.max_epochs={epochs}",
+            "tracking.log_model=false", "tracking.plots=false"]
+    return subprocess.Popen([sys.executable, "-m", "orchestrator", *args], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
+def _finish(proc, limit):
+    try:
+        _, stderr = proc.communicate(timeout=limit)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, 9)
+        proc.communicate()
+        pytest.fail(f"rank zero was still running {limit} s after the other rank failed")
+    return stderr
+
+
+def test_a_rank_killed_ends_every_rank_and_fails_the_run(tmp_path):
+    from orchestrator.tracking import ensure_store
+
+    ensure_store(store_uri(tmp_path))  # made before the test polls it, so no migration race
+    proc = _start_ddp(tmp_path)
+    deadline = time.monotonic() + 240
+    others: set[int] = set()
+    while time.monotonic() < deadline and proc.poll() is None:
+        others = {p for p in descendants(proc.pid) if p != proc.pid and _is_orchestrator(p)}
+        runs = all_runs(store_uri(tmp_path))
+        if others and runs and runs[0].data.metrics.get("train/loss") is not None:
+            break  # both ranks are training
+        time.sleep(0.5)
+    assert others and proc.poll() is None, "DDP did not start training"
+    os.kill(next(iter(others)), 9)
+    killed_at = time.monotonic()
+    stderr = _finish(proc, 60)
+    assert time.monotonic() - killed_at < 30
+    assert proc.returncode not in (0, None), stderr[-2000:]
+    assert not any(os.path.exists(f"/proc/{p}") and _is_orchestrator(p) for p in others)
+    (run,) = all_runs(store_uri(tmp_path))
+    assert run.info.status == "FAILED"
+    assert "DDP rank 1" in run.data.tags["error"] and "SIGKILL" in run.data.tags["error"]
+    assert "DDP rank 1" in stderr
+
+
+def test_a_rank_that_raises_ends_every_rank_with_its_reason(tmp_path):
+    _breaker_plugin(tmp_path)
+    proc = _start_ddp(tmp_path, {"PYTHONPATH": str(tmp_path), "BREAK_RANK_ONE": "1"}, epochs=50)
+    stderr = _finish(proc, 240)
+    assert proc.returncode == 1, stderr[-3000:]
+    (run,) = all_runs(store_uri(tmp_path))
+    assert run.info.status == "FAILED"
+    assert "rank one broke on purpose" in run.data.tags["error"] and "DDP rank 1" in run.data.tags["error"]
+    # one paragraph and where the traceback is, not Hydra's raw traceback
+    assert "rank one broke on purpose" in stderr and "traceback is in" in stderr
+    assert "Error executing job" not in stderr

@@ -95,7 +95,8 @@ def test_plugins_command_lists_every_plugin(reference_plugin, tmp_path):
     out = result.stdout
     assert "mlp  (orchestrator-mlp 0.1.0, orchestrator_mlp.plugin)" in out
     assert "hooks: add_callbacks, config_search_paths, on_run_end, register_components" in out
-    assert "model: mlp" in out and "data: moons" in out
+    assert "model=mlp: Multi-layer perceptron on flattened inputs." in out
+    assert "data=moons: Two interleaving half circles (binary, non-linear)." in out
     assert "builtin.models  (orchestrator 0.1.0" in out
     assert "pkg://orchestrator_mlp.conf" in out
 
