@@ -28,6 +28,7 @@ command fails, or a matrix pair differs. Speed targets are reported, not enforce
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import json
 import os
@@ -57,12 +58,12 @@ TASKS = {
 }
 #: (name, arguments of `python -m orchestrator`, timeout in seconds), written for a GPU
 COMMANDS = [
-    ("cnn", ["model=cnn", "optimizer=adam", "trainer=gpu"], 180),
-    ("cnn bf16", ["model=cnn", "optimizer=adam", "trainer=gpu", "trainer.precision=bf16-mixed"], 180),
-    ("cnn 16", ["model=cnn", "optimizer=adam", "trainer=gpu", "trainer.precision=16-mixed"], 180),
-    ("linear auto", ["model=linear", "trainer=auto"], 180),
-    ("logistic l1", ["model=logistic", "optimizer=minibatch", "regularizer=l1", "trainer=gpu"], 180),
-    ("sweep", ["-m", "model=linear,logistic", "optimizer=gd,adam", "trainer=gpu"], 240),
+    ("cnn", ["model=cnn", "optimizer=adam", "trainer=gpu"], 120),
+    ("cnn bf16", ["model=cnn", "optimizer=adam", "trainer=gpu", "trainer.precision=bf16-mixed"], 120),
+    ("cnn 16", ["model=cnn", "optimizer=adam", "trainer=gpu", "trainer.precision=16-mixed"], 120),
+    ("linear auto", ["model=linear", "trainer=auto"], 120),
+    ("logistic l1", ["model=logistic", "optimizer=minibatch", "regularizer=l1", "trainer=gpu"], 120),
+    ("sweep", ["-m", "model=linear,logistic", "optimizer=gd,adam", "trainer=gpu"], 180),
     ("ddp", ["model=cnn", "optimizer=adam", "trainer=ddp", "trainer.max_epochs=3"], 120),
 ]
 
@@ -211,6 +212,8 @@ def bench(device, quick: bool, tmp: Path) -> tuple[list[dict], bool]:
     """Both ways, per task and precision; each row is printed as soon as it is measured."""
     import logging
 
+    import pytorch_lightning  # noqa: F401  (its import sets its logger's level: quieten it after)
+
     logging.getLogger("pytorch_lightning").setLevel(logging.WARNING)
     found = catalog()
     common = [f"tracking.uri=sqlite:///{tmp}/mlruns/mlflow.db", "tracking.log_model=false", "tracking.plots=false",
@@ -266,6 +269,8 @@ def spawn(args: list[str], cwd: Path, timeout: float, **env: str) -> tuple[int |
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         out, code = proc.communicate()[0] + f"\n[killed after {timeout} s]", None
+    with contextlib.suppress(ProcessLookupError):  # a rank it left behind would hold the GPU
+        os.killpg(proc.pid, signal.SIGKILL)
     return code, time.perf_counter() - start, out
 
 
@@ -291,7 +296,7 @@ def commands(device, quick: bool, tmp: Path) -> tuple[list[dict], bool]:
               "assert p.shape == (3, 10) and np.isfinite(p).all(), p; print('predicted', p.shape)")
     print(f"\n{'command':<12} | {'rc':>4} | {'wall s':>6} | {'MLflow runs':<20} | arguments", flush=True)
     rows = []
-    for i, (name, args, timeout) in enumerate([*COMMANDS, ("load on CPU", None, 180)]):
+    for i, (name, args, timeout) in enumerate([*COMMANDS, ("load on CPU", None, 120)]):
         if device.type != "cuda" and "trainer.precision=16-mixed" in (args or []):
             continue  # no fp16 autocast on the CPU
         if args is None:  # load a model trained on the device where no GPU is visible
@@ -325,7 +330,7 @@ def matrix(device, quick: bool, tmp: Path) -> tuple[dict, bool]:
         cwd = tmp / f"matrix-{trainer}"
         cwd.mkdir()
         code, wall, out = spawn(["-m", "orchestrator", "-m", *(f"{g}={','.join(names[g])}" for g in groups),
-                                 f"trainer={trainer}", "trainer.max_epochs=2", "tracking.plots=false"], cwd, 270)
+                                 f"trainer={trainer}", "trainer.max_epochs=2", "tracking.plots=false"], cwd, 240)
         runs = {key(r): r for r in runs_in(cwd) if "mlflow.parentRunId" in r.data.tags}
         sweeps[trainer] = {"returncode": code, "wall": wall, "runs": runs, "tail": "" if code == 0 else out[-2000:]}
     on_device, on_cpu = sweeps[next(iter(sweeps))]["runs"], sweeps["cpu"]["runs"]

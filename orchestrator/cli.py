@@ -12,6 +12,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
@@ -131,8 +132,7 @@ def check_chosen_options(catalog: Catalog, args: list[str]) -> None:
 def refuse_ddp_sweeps(args: list[str]) -> None:
     """Lightning's DDP starts the other ranks by running the command line again: inside a
     multirun, every rank would launch the whole sweep. Refuse the pair instead of hanging."""
-    multirun = any(a in ("-m", "--multirun") for a in args) or "hydra.mode=MULTIRUN" in args \
-        or any(a.startswith("hparams_search=") for a in args)
+    multirun = is_multirun(args)
     ddp = [a for a in args if a.split("=", 1)[0] in ("trainer", "trainer.strategy", "+trainer.strategy")
            and "ddp" in a.split("=", 1)[-1]]
     if multirun and ddp:
@@ -144,15 +144,116 @@ def refuse_ddp_sweeps(args: list[str]) -> None:
         )
 
 
-def refuse_targets(args: list[str]) -> None:
-    """No override may name code to import: components are chosen by registered name only."""
+#: Keys that make Hydra import or call code: none may be set from the command line.
+RESERVED_KEYS = ("_target_", "_args_", "_partial_", "_recursive_", "_convert_")
+
+
+def parsed_overrides(args: list[str]) -> list[tuple[str, Any]]:
+    """``(argument, Hydra Override)`` for each ``key=value`` argument that Hydra's own grammar
+    parses (flags and unparsable arguments are left for Hydra to report)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parser = OverridesParser.create()
+    found = []
     for arg in args:
-        if "_target_" in arg:
+        if arg.startswith("-") or "=" not in arg and not arg.startswith("~"):
+            continue
+        try:
+            found.append((arg, parser.parse_override(arg)))
+        except Exception:
+            continue
+    return found
+
+
+def _holds_reserved_key(value: Any) -> bool:
+    """Whether a parsed override value (dict, list, sweep of them) holds a reserved key at any
+    depth. A plain string is data, whatever letters it holds."""
+    from hydra.core.override_parser.types import ChoiceSweep
+
+    if isinstance(value, dict):
+        return any(str(k) in RESERVED_KEYS or _holds_reserved_key(v) for k, v in value.items())
+    if isinstance(value, ChoiceSweep):
+        return any(_holds_reserved_key(v) for v in value.list)
+    if isinstance(value, (list, tuple)):
+        return any(_holds_reserved_key(v) for v in value)
+    return False
+
+
+def refuse_targets(args: list[str]) -> None:
+    """No override may name code to import: components are chosen by registered name only.
+    Refused: a key with a segment such as ``_target_``, or a dict or list value holding one."""
+    for arg, override in parsed_overrides(args):
+        segments = override.key_or_group.split(".") + (override.package or "").split(".")
+        try:
+            value = override.value()
+        except Exception:
+            value = None
+        if any(segment in RESERVED_KEYS for segment in segments) or _holds_reserved_key(value):
             raise OrchestratorError(
-                f"{arg!r} is refused: a _target_ cannot be set from the command line. Components "
-                "are chosen by their registered names (model=cnn, optimizer=adam), never by a "
-                "dotted path; install a plugin to add one."
+                f"{arg!r} is refused: _target_ cannot be set from the command line, nor _args_, "
+                "_partial_, _recursive_ or _convert_, as a key or inside a value, because Hydra "
+                "would import and call what they name. Components are chosen by their registered names (model=cnn, optimizer=adam), "
+                "never by a dotted path; install a plugin to add one."
             )
+
+
+def is_multirun(args: list[str]) -> bool:
+    return any(a in ("-m", "--multirun") for a in args) or "hydra.mode=MULTIRUN" in args \
+        or any(a.startswith("hparams_search=") for a in args)
+
+
+def _sweep_values(override) -> list[str]:
+    if override.is_sweep_override():
+        return list(override.sweep_string_iterator())
+    return [str(override.value())]
+
+
+def refuse_settings_some_options_lack(catalog: Catalog, args: list[str]) -> None:
+    """In a sweep, a setting of a group (``model.degree=...``) that some of the swept options
+    do not have would fail those jobs one by one after the sweep started: refuse the sweep
+    before any job starts and before any run is opened, naming the jobs concerned."""
+    import itertools
+
+    if not is_multirun(args):
+        return
+    parsed = parsed_overrides(args)
+    chosen: dict[str, list[str]] = {}
+    for _, override in parsed:
+        if override.key_or_group in GROUPS and override.package is None:
+            try:
+                chosen[override.key_or_group] = _sweep_values(override)
+            except Exception:  # glob(): options known only to Hydra's config loader
+                return
+    for group, default in (("model", "linear"), ("optimizer", "gd"), ("regularizer", "none")):
+        chosen.setdefault(group, [default])
+    if "data" not in chosen:  # each model trains on its preferred data
+        models = [catalog.options["model"].get(m) for m in chosen["model"]]
+        chosen["data"] = sorted({m.component.default_data for m in models if m and m.component.default_data})
+    for arg, override in parsed:
+        group, _, rest = override.key_or_group.partition(".")
+        if group not in GROUPS or not rest or override.package is not None:
+            continue
+        setting = rest.split(".")[0]
+        lacking = []
+        for name in chosen.get(group, []):
+            provided = catalog.options[group].get(name)
+            if provided is not None and setting not in provided.component.schema.__dataclass_fields__:
+                lacking.append(name)
+        if not lacking:
+            continue
+        sweeps = [[f"{o.get_key_element()}={v}" for v in _sweep_values(o)] for _, o in parsed
+                  if o.is_sweep_override() and "hydra" not in o.key_or_group]
+        jobs = [(n, " ".join(job)) for n, job in enumerate(itertools.product(*sweeps))
+                if any(f"{group}={name}" in job for name in lacking) or group not in dict(
+                    (o.key_or_group, 1) for _, o in parsed if o.is_sweep_override())]
+        shown = "; ".join(f"job {n}: {text}" for n, text in jobs[:5]) + (" ..." if len(jobs) > 5 else "")
+        lacks = ", ".join(f"{group}={name}" for name in lacking)
+        raise OrchestratorError(
+            f"{arg} cannot be swept as given: {lacks} {'has' if len(lacking) == 1 else 'have'} no "
+            f"setting {setting!r}, so {len(jobs)} of the sweep's jobs would fail ({shown}). Nothing "
+            f"was started. Run one sweep per {group} option, each with the settings it has, or put "
+            f"each option's settings in an experiment preset (experiment=...) and sweep those."
+        )
 
 
 def check_overrides(catalog: Catalog, args: list[str]) -> None:
@@ -190,11 +291,14 @@ def check_overrides(catalog: Catalog, args: list[str]) -> None:
         if not any(words in reason for words in ("not in struct", "Could not override", "not in '")):
             raise OrchestratorError(f"{full_key}={value!r} is not valid: {reason}.") from None
         parent, _, leaf = full_key.rpartition(".")
-        try:
-            base = composed([a for a in args if a is not bad])
-            node = OmegaConf.select(base, parent) if parent else base
-        except Exception:
-            node = None
+        node = None
+        for rest in ([a for a in args if a is not bad], []):  # without the bad one, or at all
+            try:
+                base = composed(rest)
+                node = OmegaConf.select(base, parent) if parent else base
+                break
+            except Exception:
+                continue
         known = [k for k in (node.keys() if isinstance(node, DictConfig) else []) if k != "_name_"]
         option = f"={node._name_}" if isinstance(node, DictConfig) and "_name_" in node else ""
         where = f"Settings of {parent}{option}" if parent else "Top-level settings"
@@ -234,6 +338,12 @@ def main() -> None:
         from .scaffold import main as new_plugin
 
         sys.exit(new_plugin(args[1:]))
+    if "--version" in args or "-V" in args:  # ours, then Hydra's (printed by Hydra as it exits)
+        from . import __version__
+
+        print(f"orchestrator {__version__}")
+        if "-V" in args:
+            return
     start = time.perf_counter()
     try:
         catalog = get_catalog()
@@ -247,6 +357,7 @@ def main() -> None:
         refuse_targets(args)
         refuse_ddp_sweeps(args)
         check_chosen_options(catalog, args)
+        refuse_settings_some_options_lack(catalog, args)
         catalog.register_with_hydra()
         check_overrides(catalog, args)
     except OrchestratorError as error:

@@ -346,15 +346,13 @@ class _NoLogger:
 
 
 def process_start_time() -> Optional[float]:
-    """When this process started (Unix time), from /proc; None where that is not available."""
-    import os
-
+    """When this process started (Unix time), from psutil (Linux, macOS, Windows); None where
+    it cannot tell."""
     try:
-        fields = open(f"/proc/{os.getpid()}/stat").read().rsplit(")", 1)[1].split()
-        ticks = int(fields[19])  # field 22, starttime, counted after "(comm)"
-        boot = next(int(line.split()[1]) for line in open("/proc/stat") if line.startswith("btime"))
-        return boot + ticks / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError, StopIteration):
+        import psutil
+
+        return psutil.Process().create_time()
+    except Exception:  # psutil missing, or a platform it cannot read
         return None
 
 

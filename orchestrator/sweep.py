@@ -143,7 +143,8 @@ class SweepHooks(Callback):
         sweeper = str(OmegaConf.select(config, "hydra.sweeper._target_", default="")).rsplit(".", 1)[-1]
         name = ("sweep " + " ".join(overrides))[:240] if overrides else "sweep"
         params = {"sweep.overrides": " ".join(overrides)[:6000]}
-        params.update({f"sweep.{k}": v for k, v in (o.split("=", 1) for o in overrides if "=" in o)})
+        # Named after the key without Hydra's +, ++ or ~ prefix (MLflow refuses a "+" in a key).
+        params.update({f"sweep.{k.lstrip('+~')}": v for k, v in (o.split("=", 1) for o in overrides if "=" in o)})
         parent = open_parent_run(uri, config.tracking.experiment, name, params, {
             "orchestrator.sweep_dir": str(Path(sweep_dir).resolve()),
             "orchestrator.launcher": launcher, "orchestrator.sweeper": sweeper,

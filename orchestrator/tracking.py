@@ -47,16 +47,12 @@ def store_lock(uri: str):
     if not uri.startswith("sqlite:///"):
         yield
         return
-    import fcntl
+    from filelock import FileLock
 
     path = Path(uri[len("sqlite:///") :])
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_name(path.name + ".lock"), "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    with FileLock(str(path.with_name(path.name + ".lock"))):  # portable: Linux, macOS, Windows
+        yield
 
 
 _ready: set[str] = set()
