@@ -139,11 +139,10 @@ def fresh(device) -> None:
 
 
 def tf32_in_fit(cfg, device) -> bool:
-    """Whether the framework's fp32 fit turns TF32 matmuls on (its ``tf32`` key, where it has one)."""
+    """Whether the framework's fit uses TF32 matmuls and convolutions (orchestrator.lightning.use_tf32)."""
     import torch
 
-    return (device.type == "cuda" and bool(cfg.get("tf32", False)) and torch.cuda.get_device_capability() >= (8, 0)
-            and torch.get_float32_matmul_precision() == "highest")
+    return device.type == "cuda" and bool(cfg.get("tf32", True)) and torch.cuda.get_device_capability() >= (8, 0)
 
 
 def hand(cfg, found, device, precision: str) -> dict:
@@ -155,9 +154,10 @@ def hand(cfg, found, device, precision: str) -> dict:
     p = prepare(cfg, found, cfg.tracking.uri)
     s, model, size, epochs = p.splits, p.model, p.training.data.batch_size, cfg.trainer.max_epochs
     dtype = {"16-mixed": torch.float16, "bf16-mixed": torch.bfloat16}.get(precision)
-    matmul = torch.get_float32_matmul_precision()
-    if tf32_in_fit(cfg, device):
-        torch.set_float32_matmul_precision("high")
+    matmul, cudnn = torch.get_float32_matmul_precision(), torch.backends.cudnn.allow_tf32
+    if device.type == "cuda":  # the same TF32 choice as the framework's fit
+        torch.set_float32_matmul_precision("high" if tf32_in_fit(cfg, device) else "highest")
+        torch.backends.cudnn.allow_tf32 = tf32_in_fit(cfg, device)
     fresh(device)
     start = time.perf_counter()
     x, y = torch.from_numpy(s.x_train).to(device), torch.from_numpy(s.y_train).to(device)
@@ -179,6 +179,7 @@ def hand(cfg, found, device, precision: str) -> dict:
         torch.cuda.synchronize()
     seconds = time.perf_counter() - start
     torch.set_float32_matmul_precision(matmul)
+    torch.backends.cudnn.allow_tf32 = cudnn
     model.eval()
     with torch.no_grad():
         xt, yt = torch.from_numpy(s.x_test).to(device), torch.from_numpy(s.y_test).to(device)
@@ -225,7 +226,8 @@ def bench(device, quick: bool, tmp: Path) -> tuple[list[dict], bool]:
     header = (f"{'task':<9} | {'precision':<12} | {'ep':>3} | {'hand samples/s':>14} | {'framework samples/s':>19} | "
               f"{'fw/hand':>7} | {'peak MB hand/fw':>15} | {'accuracy hand/fw':>16} | {'agree':>6} | "
               f"{'fw>=0.9x hand':>13} | {'mixed>=fp32':>11}")
-    print(header + "\n" + "-" * len(header), flush=True)
+    print("(precision +tf32: the fp32 fit used TF32 matmuls, as the framework's tf32 setting asks)\n" + header
+          + "\n" + "-" * len(header), flush=True)
     rows, fp32 = [], None
     for task, (overrides, epochs, quick_epochs) in TASKS.items():
         overrides = overrides + (["data.n_samples=2000"] if quick and task == BIG else [])
@@ -349,8 +351,9 @@ def matrix(device, quick: bool, tmp: Path) -> tuple[dict, bool]:
           + f"; {len(differ)} differ from the CPU")
     for line in differ + [f"--- {t} sweep ---\n{s['tail']}" for t, s in sweeps.items() if s["tail"]]:
         print("  " + line)
-    ok = all(n == expected for n in finished.values()) and not differ
-    return {"expected": expected, "finished": finished, "differ": differ, "wall": {t: s["wall"] for t, s in sweeps.items()}}, ok
+    walls = {t: s["wall"] for t, s in sweeps.items()}
+    report = {"expected": expected, "finished": finished, "differ": differ, "wall": walls}
+    return report, all(n == expected for n in finished.values()) and not differ
 
 
 def environment(device) -> dict:
@@ -359,14 +362,20 @@ def environment(device) -> dict:
     import pytorch_lightning
     import torch
 
-    with warnings.catch_warnings():  # newer torch deprecates reading allow_tf32
-        warnings.simplefilter("ignore")
-        env = {"device": torch.cuda.get_device_name(0) if device.type == "cuda" else "cpu",
-               "torch": torch.__version__, "lightning": pytorch_lightning.__version__,
-               "matmul.allow_tf32": torch.backends.cuda.matmul.allow_tf32,
-               "cudnn.allow_tf32": torch.backends.cudnn.allow_tf32,
-               "float32_matmul_precision": torch.get_float32_matmul_precision()}
-    print("  ".join(f"{k}: {v}" for k, v in env.items()) + "\n(precision +tf32: the fp32 fit used TF32 matmuls)\n")
+    def read(value):
+        with warnings.catch_warnings():  # newer torch deprecates the allow_tf32 flags, and may refuse them
+            warnings.simplefilter("ignore")
+            try:
+                return value()
+            except Exception as error:
+                return f"unreadable ({type(error).__name__})"
+
+    env = {"device": torch.cuda.get_device_name(0) if device.type == "cuda" else "cpu",
+           "torch": torch.__version__, "lightning": pytorch_lightning.__version__,
+           "matmul.allow_tf32": read(lambda: torch.backends.cuda.matmul.allow_tf32),
+           "cudnn.allow_tf32": read(lambda: torch.backends.cudnn.allow_tf32),
+           "float32_matmul_precision": read(torch.get_float32_matmul_precision)}
+    print("  ".join(f"{k}: {v}" for k, v in env.items()) + "\n")
     return env
 
 
