@@ -20,7 +20,18 @@ from .errors import OrchestratorError
 from .plugins import hookimpl
 from .schema import check
 
-__version__ = "0.1.0"
+
+
+def _version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("orchestrator")  # pyproject.toml is the one place it is set
+    except metadata.PackageNotFoundError:  # run from a checkout that is not installed
+        return "0+unknown"
+
+
+__version__ = _version()
 
 __all__ = [
     "Component",
