@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Callable, ClassVar, Optional
+from typing import Any, Callable, ClassVar, Optional, Union
 
 from .schema import check
 
@@ -92,6 +92,13 @@ class Data(Component):
     """
 
     group: ClassVar[str] = "data"
+    #: The kind of input ``build`` yields (see ``INPUT_KINDS``), or a function of the option's
+    #: settings that says it. Declared, a model that cannot take it is refused before anything
+    #: is loaded; ``None``: known once the data is loaded.
+    input_kind: Union[str, Callable[[Any], str], None] = None
+    #: The task (see ``TASKS``), or a function of the settings that says it (``data=csv``:
+    #: ``lambda cfg: cfg.task``); ``None``: known once the data is loaded.
+    task: Union[str, Callable[[Any], str], None] = None
 
     def __post_init__(self):
         super().__post_init__()
@@ -100,6 +107,13 @@ class Data(Component):
                 f"Data {self.name!r}: schema {self.schema.__name__} must subclass "
                 "orchestrator.DataConfig (it carries val_fraction, test_fraction, standardize)"
             )
+        for attr, allowed in (("input_kind", INPUT_KINDS), ("task", TASKS)):
+            value = getattr(self, attr)
+            if value is not None and not callable(value) and value not in allowed:
+                raise TypeError(
+                    f"Data {self.name!r}: {attr}={value!r}; use one of {', '.join(allowed)}, a "
+                    "function of the option's settings that returns one, or None (undeclared)"
+                )
 
 
 @dataclass

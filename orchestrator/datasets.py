@@ -8,6 +8,7 @@ import numpy as np
 
 from .components import Dataset
 from .errors import OrchestratorError
+from .settings import check_fractions
 
 
 @dataclass
@@ -59,15 +60,7 @@ def split(data: Dataset, cfg, seed: int, name: str) -> Splits:
     else:
         y = y.astype(np.float32)
         num_classes = None
-    for key in ("val_fraction", "test_fraction"):
-        value = getattr(cfg, key)
-        if not 0 < value < 1:
-            raise OrchestratorError(f"data.{key}={value} must be between 0 and 1 (exclusive).")
-    if cfg.val_fraction + cfg.test_fraction >= 1:
-        raise OrchestratorError(
-            f"data.val_fraction + data.test_fraction = {cfg.val_fraction + cfg.test_fraction} "
-            "leaves nothing to train on; their sum must stay below 1."
-        )
+    check_fractions(cfg)  # checked before loading too (settings.validate); split() may be called alone
 
     rng = np.random.default_rng(seed)
     groups = [np.flatnonzero(y == c) for c in range(num_classes)] if num_classes else [np.arange(len(y))]

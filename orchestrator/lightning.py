@@ -112,7 +112,8 @@ class TensorDataModule(pl.LightningDataModule):
                              rank=rank, world_size=world)
 
     def test_dataloader(self):
-        return TensorBatches(*self.tensors["test"], None, shuffle=False)
+        # In chunks, like validation: one batch of a large test split could exhaust a GPU.
+        return TensorBatches(*self.tensors["test"], 8192, shuffle=False)
 
 
 def task_metrics(task: str, num_classes: Optional[int], prediction, target) -> dict[str, torch.Tensor]:
@@ -546,19 +547,26 @@ def end_process_group() -> None:
         torch.distributed.destroy_process_group()
 
 
-def use_tf32(trainer: pl.Trainer) -> Optional[str]:
-    """Turn on TensorFloat-32 matmuls for fp32 training on a CUDA GPU that has them (compute
-    capability 8.0 and newer: A100, H100, ...): several times faster, with a 10-bit mantissa
-    (what PyTorch's and Lightning's docs recommend for training). Returns the setting to put
-    back, or None when nothing was changed."""
+def use_tf32(trainer: pl.Trainer, enabled: bool) -> Optional[Callable[[], None]]:
+    """On a CUDA GPU with TensorFloat-32 (compute capability 8.0 and newer: A100, H100, ...),
+    set fp32 matmuls and cuDNN convolutions to TF32 (``enabled``: several times faster, with a
+    10-bit mantissa, as PyTorch's and Lightning's docs recommend for training) or to full fp32.
+    Returns what puts the previous settings back, or None when nothing was changed."""
     from pytorch_lightning.accelerators import CUDAAccelerator
 
     if not isinstance(trainer.accelerator, CUDAAccelerator) or not torch.cuda.is_available():
         return None
-    if torch.cuda.get_device_capability() < (8, 0) or torch.get_float32_matmul_precision() != "highest":
+    if torch.cuda.get_device_capability() < (8, 0):
         return None
-    torch.set_float32_matmul_precision("high")
-    return "highest"
+    matmul, cudnn = torch.get_float32_matmul_precision(), torch.backends.cudnn.allow_tf32
+    torch.set_float32_matmul_precision("high" if enabled else "highest")
+    torch.backends.cudnn.allow_tf32 = enabled
+
+    def restore() -> None:
+        torch.set_float32_matmul_precision(matmul)
+        torch.backends.cudnn.allow_tf32 = cudnn
+
+    return restore
 
 
 def worker_rank() -> bool:
@@ -627,15 +635,11 @@ class Training:
         trainer_args = dict(trainer_args)
         if trainer_args.get("enable_progress_bar") is None:  # a bar for people, none in logs and CI
             trainer_args["enable_progress_bar"] = sys.stderr.isatty() and not os.environ.get("CI")
-        accepted = inspect.signature(pl.Trainer).parameters
-        unknown = [k for k in trainer_args if k not in accepted or k in ("logger", "callbacks")]
-        if unknown:
-            from .errors import closest
+        from .settings import check_trainer_names
 
-            raise OrchestratorError(
-                f"trainer.{unknown[0]} is not a Lightning Trainer argument"
-                f"{closest(unknown[0], accepted)}."
-            )
+        # Checked from Lightning's source before anything was imported (settings.validate);
+        # here against the Trainer itself, for callers that build a Training directly.
+        check_trainer_names(trainer_args, accepted=inspect.signature(pl.Trainer).parameters)
         if trainer_args.get("strategy") == "ddp_loopback":
             LoopbackDDPStrategy.prepare_environment()
         self.logger = None if worker_rank() else BufferedMLFlowLogger(
@@ -680,7 +684,7 @@ class Training:
         if threading.current_thread() is threading.main_thread():
             handle = self.on_interrupt.handle
             handlers = {sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)}
-        matmul_precision = use_tf32(trainer) if self.tf32 else None
+        restore_tf32 = use_tf32(trainer, self.tf32)
         fit_logging = 0.0
         try:
             try:
@@ -701,8 +705,8 @@ class Training:
         finally:
             if watch is not None:
                 watch.settled = True
-            if matmul_precision is not None:
-                torch.set_float32_matmul_precision(matmul_precision)
+            if restore_tf32 is not None:
+                restore_tf32()
         end_process_group()
         # How the time went, logged with the run (and read by the benchmark).
         final["time/fit_seconds"] = timings.fit_end - timings.fit_start

@@ -1,9 +1,13 @@
 """``run(cfg)``: one training run, from a composed config to a FINISHED MLflow run.
 
-It builds each piece in turn, in the order a reader expects: resolve the chosen options, load and
-split the data, check the model fits the data, build model, optimizer and penalty (``prepare``),
-then train inside an MLflow run, log the model and the plots. Everything that can be refused is
-refused before the MLflow run is opened, so bad input never leaves a half-written run behind.
+It builds each piece in turn, in the order a reader expects: check the config (every rule the
+config alone decides, :func:`orchestrator.settings.validate`, before torch, Lightning or MLflow is
+imported and before the store is touched), load and split the data, check the model fits the
+data, build model, optimizer and penalty (``prepare``), then train inside an MLflow run, log the
+model and the plots. Everything that can be refused is refused before the MLflow run is opened,
+so bad input never leaves a half-written run behind.
+
+Importing this module is cheap: nothing heavier than OmegaConf at module level.
 """
 
 from __future__ import annotations
@@ -11,15 +15,17 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Optional, Sequence
 
 from omegaconf import DictConfig, OmegaConf
 
 from .components import GROUPS
-from .datasets import Splits, split
-from .errors import OrchestratorError, closest
+from .errors import OrchestratorError
 from .plugins import Catalog, Provided, get_catalog
-from .schema import validate
+from .settings import Settings, validate
+
+if TYPE_CHECKING:
+    from .datasets import Splits
 
 log = logging.getLogger(__name__)
 
@@ -59,75 +65,20 @@ class Prepared:
         return tags
 
 
-def settings_for(group: str, node: DictConfig, provided: Provided) -> Any:
-    """The group's config node checked against its option's schema, as a dataclass instance."""
-    from omegaconf.errors import OmegaConfBaseException
+def prepare(cfg: DictConfig, catalog: Catalog, uri: str, output_dir: Optional[str] = None,
+            checked: Optional[Settings] = None) -> Prepared:
+    """Check the config (unless ``checked`` holds its settings already), load and split the data,
+    build model and trainer: or refuse."""
+    checked = checked or validate(cfg, catalog)
+    chosen, names, settings, seed = checked.chosen, checked.names, checked.groups, checked.seed
 
-    values = OmegaConf.to_container(node, resolve=True)
-    values.pop("_name_", None)
-    schema = provided.component.schema
-    try:
-        settings = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), values))
-    except OmegaConfBaseException as error:
-        key = getattr(error, "full_key", "") or ""
-        known = [f.name for f in schema.__dataclass_fields__.values()]
-        hint = closest(key.split(".")[-1], known) if key else ""
-        raise OrchestratorError(
-            f"Bad setting for {group}={provided.component.name}: {getattr(error, 'msg', error)}"
-            f"{hint}. Settings of {group}={provided.component.name}: {', '.join(known) or 'none'}."
-        ) from None
-    validate(settings, group)
-    return settings
-
-
-def check_pairing(model: Provided, data_name: str, splits: Splits) -> None:
-    """Refuse a model that cannot take the data's inputs or learn its task, before training."""
-    component = model.component
-    problems = []
-    if splits.input_kind not in component.inputs:
-        problems.append(
-            f"it takes {' or '.join(component.inputs)} inputs, but data={data_name} gives "
-            f"{splits.input_kind} inputs of shape {splits.input_shape}"
-        )
-    if splits.task not in component.tasks:
-        problems.append(
-            f"it learns {' or '.join(component.tasks)}, but data={data_name} is a {splits.task} task"
-        )
-    if problems:
-        default = f" Leave data= out to use {component.default_data}." if component.default_data else ""
-        raise OrchestratorError(
-            f"model={component.name} cannot train on data={data_name}: {'; and '.join(problems)}."
-            f"{default}"
-        )
-
-
-def check_top_level(cfg: DictConfig) -> None:
-    """The rules on tracking and sweep settings (their types are checked by Hydra)."""
-    from .config import SweepConfig, TrackingConfig
-
-    for key, schema in (("tracking", TrackingConfig), ("sweep", SweepConfig)):
-        node = cfg.get(key) or {}
-        validate(OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), node)), key)
-
-
-def prepare(cfg: DictConfig, catalog: Catalog, uri: str, output_dir: Optional[str] = None) -> Prepared:
-    """Resolve the chosen options, load and split the data, build model and trainer: or refuse."""
-    for group in GROUPS:
-        if group not in cfg or cfg[group] is None:
-            raise OrchestratorError(
-                f"No {group} chosen. Pick one with {group}=<option>; available: "
-                f"{', '.join(sorted(catalog.options[group]))}."
-            )
-    chosen = {group: catalog.get(group, cfg[group]._name_) for group in GROUPS}
-    settings = {group: settings_for(group, cfg[group], chosen[group]) for group in GROUPS}
-    check_top_level(cfg)
-    names = {group: chosen[group].component.name for group in GROUPS}
-    seed = int(cfg.seed)
+    from .datasets import split
+    from .settings import check_loaded
 
     log.info("Loading data %s", names["data"])
     data = chosen["data"].component.build(settings["data"], seed)
     splits = split(data, settings["data"], seed, names["data"])
-    check_pairing(chosen["model"], names["data"], splits)
+    check_loaded(checked, splits.input_kind, splits.task, splits.input_shape)
 
     import torch
 
@@ -143,11 +94,11 @@ def prepare(cfg: DictConfig, catalog: Catalog, uri: str, output_dir: Optional[st
         make_optimizer=partial(chosen["optimizer"].component.build, settings["optimizer"]),
         penalty=chosen["regularizer"].component.build(settings["regularizer"]),
         batch_size=getattr(settings["optimizer"], "batch_size", None),
-        trainer_args=OmegaConf.to_container(cfg.trainer, resolve=True),
+        trainer_args=dict(checked.trainer),
         callbacks=callbacks,
         seed=seed,
         tracking_uri=uri,
-        flush_seconds=float(cfg.tracking.get("flush_seconds", 10.0)),
+        flush_seconds=float(checked.tracking.flush_seconds),
         output_dir=output_dir or ".",
         tf32=bool(cfg.get("tf32", True)),
     )
@@ -175,20 +126,34 @@ def run(
     summary can say which job failed and why. With ``cfg.resume`` (a run id), that run is
     continued from its checkpoint instead.
     """
+    catalog = catalog or get_catalog()
+    tags = dict(extra_tags or {})
+    checked = None
+    if not cfg.get("resume"):  # a resumed run's config is the stored one: checked in resume()
+        try:  # before torch, Lightning or MLflow is imported and the store is touched
+            checked = validate(cfg, catalog)
+        except OrchestratorError:
+            if parent_run_id:  # a sweep's job: the sweep's summary names the refused job
+                from .tracking import Run, ensure_store, resolve_uri
+
+                uri = resolve_uri(cfg.tracking.uri)
+                ensure_store(uri)
+                with Run(uri, cfg.tracking.experiment, default_run_name(cfg), tags, parent_run_id):
+                    raise
+            raise
+
     from .lightning import worker_rank
     from .tracking import Run, ensure_store, flatten, resolve_uri
 
-    catalog = catalog or get_catalog()
     uri = resolve_uri(cfg.tracking.uri)
     if worker_rank():  # a DDP rank other than zero: train, and leave MLflow to rank zero
-        prepared = prepare(cfg, catalog, uri, output_dir)
+        prepared = prepare(cfg, catalog, uri, output_dir, checked)
         return RunResult("", uri, prepared.training.run(None), "", None, prepared.splits)
     ensure_store(uri)
     if cfg.get("resume"):
         return resume(cfg, uri, overrides, output_dir, catalog)
-    tags = dict(extra_tags or {})
     try:
-        prepared = prepare(cfg, catalog, uri, output_dir)
+        prepared = prepare(cfg, catalog, uri, output_dir, checked)
     except OrchestratorError:
         if parent_run_id:
             with Run(uri, cfg.tracking.experiment, default_run_name(cfg), tags, parent_run_id):
@@ -235,7 +200,8 @@ def track(prepared: Prepared, mlflow_run, catalog: Catalog, resume_from: Optiona
     try:
         hooks.on_run_start(run=mlflow_run, cfg=cfg)
         metrics = prepared.training.run(mlflow_run.run_id, resume_from=resume_from, abort=mlflow_run.abandon)
-        predictor = Predictor(prepared.model, splits.mean, splits.std, splits.task, splits.num_classes).eval()
+        # Logged from the CPU, whatever trained it: a GPU-trained model must load without CUDA.
+        predictor = Predictor(prepared.model.cpu(), splits.mean, splits.std, splits.task, splits.num_classes).eval()
         model_uri = ""
         if cfg.tracking.log_model:
             raw_example = splits.x_test[:5] * splits.std + splits.mean

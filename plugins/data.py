@@ -161,11 +161,23 @@ def load_csv(cfg: CSVConfig, seed: int) -> Dataset:
     return Dataset(x, y, "classification", num_classes=len(labels), source=str(path))
 
 
+def csv_task(cfg: CSVConfig) -> str:
+    """The task of data=csv: its data.task setting."""
+    return cfg.task
+
+
 @hookimpl
 def register_components():
     return [
-        Data("regression", RegressionConfig, make_regression, "Synthetic y = 3x + 2 + noise."),
-        Data("classification", ClassificationConfig, make_classification, "Two Gaussian classes."),
-        Data("digits", DigitsConfig, load_digits, "scikit-learn's 8x8 digits, 1x8x8, 10 classes."),
-        Data("csv", CSVConfig, load_csv, "A CSV file: data.path, data.target, data.task."),
+        # Each declares its input kind and task, so that a model that cannot train on it is
+        # refused before anything is loaded (tests/test_fast_refusals.py checks the declarations
+        # against what each yields).
+        Data("regression", RegressionConfig, make_regression, "Synthetic y = 3x + 2 + noise.",
+             input_kind="tabular", task="regression"),
+        Data("classification", ClassificationConfig, make_classification, "Two Gaussian classes.",
+             input_kind="tabular", task="classification"),
+        Data("digits", DigitsConfig, load_digits, "scikit-learn's 8x8 digits, 1x8x8, 10 classes.",
+             input_kind="image", task="classification"),
+        Data("csv", CSVConfig, load_csv, "A CSV file: data.path, data.target, data.task.",
+             input_kind="tabular", task=csv_task),
     ]
