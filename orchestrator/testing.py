@@ -203,3 +203,20 @@ class DataContract(ComponentContract):
         first, second = self.load(provided, settings, seed=3), self.load(provided, settings, seed=3)
         np.testing.assert_array_equal(np.asarray(first.x), np.asarray(second.x))
         np.testing.assert_array_equal(np.asarray(first.y), np.asarray(second.y))
+
+    def test_declared_input_kind_and_task_match_the_data(self, provided, settings):
+        """A declaration (``Data(..., input_kind=, task=)``) lets the framework refuse a bad
+        pairing before loading; it must say what the data really is."""
+        from dataclasses import replace
+
+        import numpy as np
+
+        from .settings import declared
+
+        cfg = replace(default_settings(provided), **settings)
+        kind, task = declared(provided, cfg)
+        data = self.load(provided, settings)
+        loaded_kind = "image" if np.asarray(data.x).ndim == 4 else "tabular"
+        assert kind in (None, loaded_kind), f"declares input_kind={kind!r}, yields {loaded_kind}"
+        assert task in (None, data.task), f"declares task={task!r}, yields {data.task}"
+
