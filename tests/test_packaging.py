@@ -30,7 +30,7 @@ def test_the_wheel_carries_the_config_the_plugins_and_the_entry_points(tmp_path)
     missing = [f for f in config_files if f"orchestrator/conf/{f}" not in names]
     assert not missing, f"not in the wheel: {missing}"
     for module in ("orchestrator_plugins/models.py", "orchestrator_plugins/data.py",
-                   "orchestrator/testing.py", "orchestrator/scaffold.py"):
+                   "orchestrator/testing.py", "orchestrator/scaffold.py", "orchestrator/lightning/trainer.py"):
         assert module in names
     info = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
     entry_points = zipfile.ZipFile(wheel).read(info).decode()

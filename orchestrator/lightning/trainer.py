@@ -1,0 +1,237 @@
+"""The Trainer and one run of it: build (and so check) everything, fit, test, time it."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+import time
+import warnings
+from typing import Callable, Optional
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.utilities.exceptions import SIGTERMException
+from torch import nn
+
+from ..datasets import Splits
+from ..errors import Interrupted, OrchestratorError
+from .data import TensorDataModule
+from .distributed import (
+    STRATEGY_NAME,
+    LoopbackDDPStrategy,
+    RankFailed,
+    RankWatch,
+    end_process_group,
+    prepare_environment,
+    rank_error_file,
+    restore_environment,
+    worker_rank,
+)
+from .interrupt import CheckpointOnInterrupt
+from .logger import BufferedMLFlowLogger, _NoLogger
+from .module import TrainingModule
+
+
+@contextlib.contextmanager
+def quiet_lightning():
+    """Hide, while training, what users cannot act on: Lightning's advertisement of a cloud
+    logger at every Trainer start, and a torch deprecation inside Lightning's own code. Nothing
+    is filtered outside this block."""
+    tips = logging.getLogger("pytorch_lightning.utilities.rank_zero")
+    tip_filter = lambda record: not str(record.msg).startswith("💡 Tip")  # noqa: E731
+    tips.addFilter(tip_filter)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\)")
+            warnings.filterwarnings("ignore", message=".*`weights_only` was not set")  # our own checkpoints
+            yield
+    finally:
+        tips.removeFilter(tip_filter)
+
+
+def process_start_time() -> Optional[float]:
+    """When this process started (Unix time), from psutil (Linux, macOS, Windows); None where
+    it cannot tell."""
+    try:
+        import psutil
+
+        return psutil.Process().create_time()
+    except Exception:  # psutil missing, or a platform it cannot read
+        return None
+
+
+class Timings(pl.Callback):
+    """Wall-clock marks of a run: when the first training step began and when fitting ended."""
+
+    def __init__(self):
+        self.first_step: Optional[float] = None
+        self.fit_start: Optional[float] = None
+        self.fit_end: Optional[float] = None
+
+    def on_fit_start(self, trainer, pl_module):
+        self.fit_start = time.time()
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if self.first_step is None:
+            self.first_step = time.time()
+
+    def on_fit_end(self, trainer, pl_module):
+        self.fit_end = time.time()
+
+
+def use_tf32(trainer: pl.Trainer, enabled: bool) -> Optional[Callable[[], None]]:
+    """On a CUDA GPU with TensorFloat-32 (compute capability 8.0 and newer: A100, H100, ...),
+    set fp32 matmuls and cuDNN convolutions to TF32 (``enabled``: several times faster, with a
+    10-bit mantissa, as PyTorch's and Lightning's docs recommend for training) or to full fp32.
+    Returns what puts the previous settings back, or None when nothing was changed."""
+    from pytorch_lightning.accelerators import CUDAAccelerator
+
+    if not isinstance(trainer.accelerator, CUDAAccelerator) or not torch.cuda.is_available():
+        return None
+    if torch.cuda.get_device_capability() < (8, 0):
+        return None
+    matmul, cudnn = torch.get_float32_matmul_precision(), torch.backends.cudnn.allow_tf32
+    torch.set_float32_matmul_precision("high" if enabled else "highest")
+    torch.backends.cudnn.allow_tf32 = enabled
+
+    def restore() -> None:
+        torch.set_float32_matmul_precision(matmul)
+        torch.backends.cudnn.allow_tf32 = cudnn
+
+    return restore
+
+
+class Training:
+    """The Trainer and what it trains, built (and so checked) before the MLflow run opens."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        splits: Splits,
+        *,
+        make_optimizer,
+        penalty,
+        batch_size: Optional[int],
+        trainer_args: dict,
+        callbacks: list,
+        seed: int,
+        tracking_uri: str,
+        output_dir: str,
+        flush_seconds: float = 10.0,
+        tf32: bool = True,
+    ):
+        import inspect
+        from pathlib import Path
+
+        trainer_args = dict(trainer_args)
+        if trainer_args.get("enable_progress_bar") is None:  # a bar for people, none in logs and CI
+            trainer_args["enable_progress_bar"] = sys.stderr.isatty() and not os.environ.get("CI")
+        from ..settings import check_trainer_names
+
+        # Checked from Lightning's source before anything was imported (settings.validate);
+        # here against the Trainer itself, for callers that build a Training directly.
+        check_trainer_names(trainer_args, accepted=inspect.signature(pl.Trainer).parameters)
+        self.watch: Optional[RankWatch] = None
+        self._environment: dict = {}
+        if trainer_args.get("strategy") == STRATEGY_NAME:  # an instance: no global registry entry
+            trainer_args["strategy"] = LoopbackDDPStrategy()
+            self._environment = prepare_environment()
+        self.logger = None if worker_rank() else BufferedMLFlowLogger(
+            tracking_uri=tracking_uri, flush_seconds=flush_seconds
+        )
+        self.module = TrainingModule(model, splits.task, splits.num_classes, make_optimizer, penalty)
+        self.data = TensorDataModule(splits, batch_size, seed)
+        self.tf32 = tf32
+        self.timings = Timings()
+        self.checkpoint_path = str(Path(output_dir) / "checkpoints" / "last.ckpt")
+        self.on_interrupt = CheckpointOnInterrupt(self.checkpoint_path)
+        try:
+            self.trainer = pl.Trainer(
+                logger=self.logger or False,
+                callbacks=[self.timings, self.on_interrupt, *callbacks],
+                default_root_dir=output_dir,
+                **trainer_args,
+            )
+        except Exception as error:  # Lightning's MisconfigurationException, TypeError, ValueError
+            restore_environment(self._environment)
+            raise OrchestratorError(f"The trainer settings are refused by Lightning: {error}") from None
+        if isinstance(self.trainer.strategy, LoopbackDDPStrategy) and not worker_rank():
+            self.watch = RankWatch(self.trainer.world_size)
+
+    def run(self, run_id: Optional[str], resume_from: Optional[str] = None,
+            abort: Optional[Callable[[str], None]] = None) -> dict[str, float]:
+        """Fit (from ``resume_from``, a checkpoint, if given), validate each epoch, test once,
+        logging into run ``run_id``; return the final metrics (train, val and test).
+
+        Under DDP, rank zero starts the other ranks here, and a failure of any rank ends every
+        rank: rank zero kills the others when it fails, and raises :class:`RankFailed` when
+        another fails (``abort(reason)`` records the failure if rank zero is left blocked
+        instead); the process group is destroyed at the end.
+        """
+        import signal
+        import threading
+
+        if self.logger is not None:
+            self.logger._run_id = run_id
+        trainer, logger, timings, watch = self.trainer, self.logger or _NoLogger(), self.timings, self.watch
+        handlers = {}
+        if threading.current_thread() is threading.main_thread():
+            handle = self.on_interrupt.handle
+            handlers = {sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+        restore_tf32 = use_tf32(trainer, self.tf32)
+        fit_logging = 0.0
+        try:
+            if watch is not None:
+                watch.abort = abort
+                watch.start()
+            with quiet_lightning():
+                try:
+                    trainer.fit(self.module, datamodule=self.data, ckpt_path=resume_from)
+                except SIGTERMException as error:
+                    raise Interrupted(signal.SIGTERM) from error
+                finally:
+                    for sig, handler in handlers.items():
+                        signal.signal(sig, handler)
+                    fit_logging = logger.seconds
+                    logger.flush()  # what was logged before a failure or interruption is kept too
+                final = {k: float(v) for k, v in trainer.callback_metrics.items()}
+                trainer.test(self.module, datamodule=self.data, verbose=False)
+                final.update({k: float(v) for k, v in trainer.callback_metrics.items()})
+        except BaseException as error:
+            self._rank_failed(watch, error)
+            raise
+        finally:
+            if watch is not None:
+                watch.settled = True
+            if restore_tf32 is not None:
+                restore_tf32()
+            restore_environment(self._environment)
+        end_process_group()
+        if watch is not None:
+            watch.join()
+        # How the time went, logged with the run (and read by the benchmark).
+        final["time/fit_seconds"] = timings.fit_end - timings.fit_start
+        final["world_size"] = trainer.world_size
+        final["time/logging_seconds"] = fit_logging
+        started = process_start_time()
+        if started is not None and timings.first_step is not None:
+            final["time/startup_seconds"] = timings.first_step - started
+        logger.log_metrics({k: v for k, v in final.items() if k.startswith("time/")}, step=trainer.global_step)
+        logger.flush()
+        return final
+
+    def _rank_failed(self, watch: Optional[RankWatch], error: BaseException) -> None:
+        """On a failure under DDP: another rank's failure is what is reported; rank zero's own
+        failure stops the other ranks; a worker rank leaves its reason for rank zero."""
+        if watch is not None:
+            # A collective whose peer died raises a RuntimeError (gloo): give the watch a moment.
+            failure = watch.failure(wait=2.0 if isinstance(error, RuntimeError) else 0.0)
+            watch.kill_children()
+            if failure is not None:
+                raise RankFailed(f"{failure}. Every rank was stopped.") from error
+        path = rank_error_file(self.trainer.global_rank) if worker_rank() else None
+        if path:
+            with open(path, "w", encoding="utf-8") as handle:
+                handle.write(f"{type(error).__name__}: {error}")
