@@ -22,22 +22,11 @@ import numpy as np
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DO_NOT_TRACK", "true")
 
-from orchestrator.config import conf_dir  # noqa: E402
-
-CONF_DIR = conf_dir()
-
-
 def composer(store: Path):
-    from hydra import compose, initialize_config_dir
-
-    from orchestrator.plugins import get_catalog
-
-    get_catalog().register_with_hydra()
+    from orchestrator.config import compose
 
     def _compose(*overrides):
-        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-            return compose("config", overrides=[f"tracking.uri=sqlite:///{store}/mlflow.db",
-                                                 "tracking.log_model=false", *overrides])
+        return compose([f"tracking.uri=sqlite:///{store}/mlflow.db", "tracking.log_model=false", *overrides])
 
     return _compose
 

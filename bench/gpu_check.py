@@ -114,19 +114,13 @@ def catalog():
     pm, infos, failures = load_plugins()
     pm.register(BenchPlugin(), name="bench.gpu_check")
     infos["bench.gpu_check"] = PluginInfo("bench.gpu_check", "orchestrator-bench", "0", "bench.gpu_check")
-    found = Catalog(pm, infos, failures)
-    found.register_with_hydra()
-    return found
+    return Catalog(pm, infos, failures)
 
 
-def compose(overrides: list[str]):
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
+def compose(overrides: list[str], found=None):
+    from orchestrator.config import compose as compose_like_the_cli
 
-    from orchestrator.config import conf_dir
-
-    with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
-        return hydra_compose("config", overrides=overrides)
+    return compose_like_the_cli(overrides, found)
 
 
 def fresh(device) -> None:
@@ -232,11 +226,11 @@ def bench(device, quick: bool, tmp: Path) -> tuple[list[dict], bool]:
     for task, (overrides, epochs, quick_epochs) in TASKS.items():
         overrides = overrides + (["data.n_samples=2000"] if quick and task == BIG else [])
         if not quick:  # one untimed epoch each, so that first-use costs (CUDA, cuDNN, kernels) are not timed
-            warm = compose([*common, *overrides, "trainer.max_epochs=1"])
+            warm = compose([*common, *overrides, "trainer.max_epochs=1"], found)
             attempt(hand, warm, found, device, "32-true"), attempt(framework, warm, found, device, tmp)
         for precision in precisions:
             cfg = compose([*common, *overrides, f"trainer.precision={precision}",
-                           f"trainer.max_epochs={quick_epochs if quick else epochs}"])
+                           f"trainer.max_epochs={quick_epochs if quick else epochs}"], found)
             a, b = attempt(hand, cfg, found, device, precision), attempt(framework, cfg, found, device, tmp)
             ratio = b["sps"] / a["sps"] if "error" not in a and "error" not in b else None
             big, sps = task == BIG, b.get("sps")

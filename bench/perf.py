@@ -30,9 +30,6 @@ from pathlib import Path
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DO_NOT_TRACK", "true")
-from orchestrator.config import conf_dir  # noqa: E402
-
-CONF_DIR = conf_dir()
 
 #: name -> (overrides, metric compared, tolerance, what the tolerance means)
 TASKS = {
@@ -56,15 +53,9 @@ def overrides_for(task: str, quick: bool) -> list[str]:
 
 
 def compose(args: list[str], store: str):
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
+    from orchestrator.config import compose as compose_like_the_cli
 
-    from orchestrator.plugins import get_catalog
-
-    get_catalog().register_with_hydra()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return hydra_compose("config", overrides=[f"tracking.uri={store}", "tracking.log_model=false",
-                                                  "tracking.plots=false", *args])
+    return compose_like_the_cli([f"tracking.uri={store}", "tracking.log_model=false", "tracking.plots=false", *args])
 
 
 def evaluate(model, splits, loss_of) -> dict[str, float]:
@@ -81,11 +72,10 @@ def evaluate(model, splits, loss_of) -> dict[str, float]:
 
 
 def loss_function(splits):
-    """The framework's own loss for the task, so all three optimise the same objective."""
-    from orchestrator.lightning import TrainingModule
-
-    probe = TrainingModule(None, splits.task, splits.num_classes, None)
-    return probe.loss_and_prediction
+    """The framework's own loss for the task, so all three optimise the same objective: the
+    loss and what the metrics compare with the targets (``orchestrator.task``)."""
+    task = splits.task_object
+    return lambda out, y: (task.loss(out, y), task.prediction(out))
 
 
 def pieces(prepared):
@@ -105,7 +95,7 @@ def floor(cfg) -> tuple[float, dict]:
     s, model, loss_of = p.splits, p.model, loss_function(p.splits)
     make_optimizer, penalty, batch_size = pieces(p)
     x = torch.from_numpy(s.x_train)
-    y = torch.from_numpy(s.y_train).to(torch.long if s.task == "classification" else torch.float32)
+    y = torch.from_numpy(s.y_train).to(s.task_object.target_dtype())
     optimizer = make_optimizer(model.parameters())
     size = len(x) if batch_size is None else batch_size
     generator = torch.Generator().manual_seed(int(cfg.seed))
@@ -137,7 +127,7 @@ def template(cfg) -> tuple[float, dict]:
     p = prepare(cfg, get_catalog(), cfg.tracking.uri)
     s, loss_of = p.splits, loss_function(p.splits)
     make_optimizer, penalty, batch_size = pieces(p)
-    as_y = lambda a: torch.from_numpy(a).to(torch.long if s.task == "classification" else torch.float32)
+    as_y = lambda a: torch.from_numpy(a).to(s.task_object.target_dtype())
     train = TensorDataset(torch.from_numpy(s.x_train), as_y(s.y_train))
     val = TensorDataset(torch.from_numpy(s.x_val), as_y(s.y_val))
     size = len(train) if batch_size is None else batch_size

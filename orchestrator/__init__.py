@@ -4,6 +4,9 @@ Plugin authors need only what is exported here::
 
     from orchestrator import Model, hookimpl
 
+(``Tracker``, ``TrackedRun`` and ``RunRecord`` are the record-keeping interface a ``tracker``
+hook returns and ``on_run_start``/``on_run_end`` receive.)
+
 Importing this package is cheap: it does not import torch, Lightning or MLflow.
 """
 
@@ -19,6 +22,7 @@ from .components import (
 from .errors import OrchestratorError
 from .plugins import hookimpl
 from .schema import check
+from .tracking_api import RunRecord, TrackedRun, Tracker
 
 
 
@@ -42,6 +46,9 @@ __all__ = [
     "Optimizer",
     "OrchestratorError",
     "Regularizer",
+    "RunRecord",
+    "TrackedRun",
+    "Tracker",
     "check",
     "hookimpl",
     "run",

@@ -22,7 +22,7 @@ from .config import conf_dir
 from .errors import OrchestratorError
 from .plugins import Catalog, get_catalog
 
-CONF_DIR = conf_dir()
+CONF_DIR = conf_dir()  # Hydra's primary config folder; orchestrator.config.compose() uses it too
 # ${orchestrator.pid:} in output folder names keeps processes started in the same instant apart.
 # Cached, like ${now:}: Hydra copies the launching process's cache into every job's config, so
 # jobs in a parallel launcher's workers see the launcher's pid, not their own.
@@ -68,7 +68,7 @@ def hydra_app(cfg: DictConfig) -> float | None:
               f"{type(error).__name__}: {error}", file=sys.stderr)
         return None
     if result.run_id:  # DDP ranks other than zero have no run of their own
-        print(f"MLflow run {result.run_id} FINISHED in {result.tracking_uri}")
+        print(f"Run {result.run_id} FINISHED in {result.tracking_uri}")
     metric, _ = ranking(cfg.sweep.metric, cfg.sweep.mode, result.splits.task)
     value = result.metrics.get(metric, float("nan"))
     return value if math.isfinite(value) else None
@@ -89,7 +89,7 @@ def crashed(error: Exception, output_dir: str) -> None:
         where = "The traceback could not be written"
     run = getattr(error, "orchestrator_run", None)
     if run is not None:
-        where += f" and in MLflow run {run[1]} (artifact error.txt, store {run[0]}), which is FAILED"
+        where += f" and in run {run[1]} (artifact error.txt, store {run[0]}), which is FAILED"
     first = str(error).strip().splitlines()[0] if str(error).strip() else ""
     print(f"Error: training failed with an unexpected {type(error).__name__}: {first} This is not a "
           f"problem with your settings but a bug, in the framework or in a plugin. {where}.",
@@ -112,13 +112,12 @@ def share_cores(hydra_cfg) -> None:
 
 
 def check_chosen_options(catalog: Catalog, args: list[str]) -> None:
-    """Refuse ``group=option`` when the option is missing because its plugin failed to load
-    (Hydra would only say it cannot find the option)."""
-    if not catalog.failures:
-        return
+    """Refuse ``group=option`` (or a sweep ``group=a,b``) naming an option nobody provides,
+    before a sweep opens its parent run: with the choices, the closest name, and the plugin that
+    failed to load if one would have provided it."""
     for arg in args:
-        key, sep, value = arg.partition("=")
-        if not sep or key not in GROUPS:
+        key, sep, value = arg.lstrip("+").partition("=")
+        if not sep or key not in GROUPS or "(" in value:  # choice(...), glob(...): Hydra's to expand
             continue
         for name in value.split(","):
             if name and name not in catalog.options[key] and not _is_yaml_option(catalog, key, name):
@@ -127,6 +126,7 @@ def check_chosen_options(catalog: Catalog, args: list[str]) -> None:
                     raise OrchestratorError(
                         f"{key}={name} is not available: no loaded plugin provides it.{note}"
                     )
+                catalog.get(key, name)  # raises with the choices and the closest name
 
 
 def refuse_ddp_sweeps(args: list[str]) -> None:
@@ -256,64 +256,65 @@ def refuse_settings_some_options_lack(catalog: Catalog, args: list[str]) -> None
         )
 
 
-def check_overrides(catalog: Catalog, args: list[str]) -> None:
-    """Compose a single run's config once before Hydra does, to turn a typo into a message that
-    names the key, the value and the closest valid names (Hydra would say less)."""
-    if not args or any(a.startswith("-") or "hydra" in a.split("=", 1)[0] for a in args):
-        return  # flags, sweeps and Hydra's own settings: Hydra reports those itself
-    from hydra import compose, initialize_config_dir
-    from hydra.errors import ConfigCompositionException, MissingConfigException
-    from omegaconf.errors import OmegaConfBaseException
+def raised_by_hydra(error: BaseException) -> bool:
+    """Whether Hydra's own code raised ``error`` (it refuses ``model=0`` with a ValueError)."""
+    import traceback
 
+    return any("/hydra/" in frame.filename.replace("\\", "/")
+               for frame in traceback.extract_tb(error.__traceback__)[-3:])
+
+
+def diagnose(catalog: Catalog, args: list[str], error: Exception) -> OrchestratorError:
+    """Hydra's own composition failure, translated into a message that names the key, the value
+    and the closest valid names (Hydra would say less). Composes nothing unless it must list
+    the settings of the node a bad key was aimed at."""
+    from hydra.errors import MissingConfigException
+
+    from .config import compose
     from .errors import closest
 
-    def composed(overrides):
-        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-            return compose("config", overrides=overrides)
-
-    try:
-        composed(args)
-    except MissingConfigException:
-        for arg in args:
+    overrides = [a for a in args if not a.startswith("-") and ("=" in a or a.startswith("~"))]
+    if isinstance(error, MissingConfigException):
+        for arg in overrides:
             key, _, value = arg.lstrip("+~").partition("=")
-            if key in catalog.options and value and value not in catalog.options[key] \
-                    and not _is_yaml_option(catalog, key, value):
-                catalog.get(key, value)  # raises with the choices and the closest name
-        return
-    except (ConfigCompositionException, OmegaConfBaseException) as error:
-        cause = error.__cause__ or error
-        full_key = getattr(cause, "full_key", None) or ""
-        bad = next((a for a in args if a.lstrip("+~").split("=", 1)[0] == full_key), None)
-        if not full_key or bad is None:
-            return
-        value = bad.split("=", 1)[1] if "=" in bad else ""
-        reason = str(getattr(cause, "msg", None) or cause).splitlines()[0]
-        if not any(words in reason for words in ("not in struct", "Could not override", "not in '")):
-            raise OrchestratorError(f"{full_key}={value!r} is not valid: {reason}.") from None
-        parent, _, leaf = full_key.rpartition(".")
-        node = None
-        for rest in ([a for a in args if a is not bad], []):  # without the bad one, or at all
-            try:
-                base = composed(rest)
-                node = OmegaConf.select(base, parent) if parent else base
-                break
-            except Exception:
-                continue
-        known = [k for k in (node.keys() if isinstance(node, DictConfig) else []) if k != "_name_"]
-        option = f"={node._name_}" if isinstance(node, DictConfig) and "_name_" in node else ""
-        where = f"Settings of {parent}{option}" if parent else "Top-level settings"
-        raise OrchestratorError(
-            f"{full_key} is not a setting{closest(leaf, known)}. {where}: {', '.join(map(str, known)) or 'none'}."
-            + (" Lightning Trainer arguments not listed here are added with +trainer.<name>=<value>."
-               if parent == "trainer" else "")
-        ) from None
-    except Exception as error:  # anything else Hydra refuses, such as model=0
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise OrchestratorError(f"The command line {' '.join(args)!r} cannot be composed: {reason}.") from None
-    finally:
-        from hydra.core.global_hydra import GlobalHydra
+            for name in value.split(","):
+                if key in catalog.options and name and name not in catalog.options[key] \
+                        and not _is_yaml_option(catalog, key, name):
+                    try:
+                        catalog.get(key, name)
+                    except OrchestratorError as unknown:  # with the choices and the closest name
+                        return unknown
+    cause = error.__cause__ or error
+    full_key = getattr(cause, "full_key", None) or ""
+    bad = next((a for a in overrides if a.lstrip("+~").split("=", 1)[0] == full_key), None)
+    reason = str(getattr(cause, "msg", None) or cause).strip().splitlines()
+    reason = reason[0] if reason else type(error).__name__
+    if not full_key or bad is None:
+        return OrchestratorError(f"The command line {' '.join(args)!r} cannot be composed: {reason}.")
+    value = bad.split("=", 1)[1] if "=" in bad else ""
+    if not any(words in reason for words in ("not in struct", "Could not override", "not in '")):
+        return OrchestratorError(f"{full_key}={value!r} is not valid: {reason}.")
+    parent, _, leaf = full_key.rpartition(".")
+    node = None
+    for rest in ([a for a in overrides if a is not bad], []):  # without the bad one, or at all
+        try:
+            base = compose(rest, catalog)
+            node = OmegaConf.select(base, parent) if parent else base
+            break
+        except Exception:
+            continue
+        finally:
+            from hydra.core.global_hydra import GlobalHydra
 
-        GlobalHydra.instance().clear()
+            GlobalHydra.instance().clear()
+    known = [k for k in (node.keys() if isinstance(node, DictConfig) else []) if k != "_name_"]
+    option = f"={node._name_}" if isinstance(node, DictConfig) and "_name_" in node else ""
+    where = f"Settings of {parent}{option}" if parent else "Top-level settings"
+    return OrchestratorError(
+        f"{full_key} is not a setting{closest(leaf, known)}. {where}: {', '.join(map(str, known)) or 'none'}."
+        + (" Lightning Trainer arguments not listed here are added with +trainer.<name>=<value>."
+           if parent == "trainer" else "")
+    )
 
 
 def _is_yaml_option(catalog: Catalog, group: str, name: str) -> bool:
@@ -359,23 +360,39 @@ def main() -> None:
         check_chosen_options(catalog, args)
         refuse_settings_some_options_lack(catalog, args)
         catalog.register_with_hydra()
-        check_overrides(catalog, args)
     except OrchestratorError as error:
         fail(error)
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
     from . import sweep
-
     from .errors import Interrupted
+    from .lifecycle import final_status
 
+    # Hydra composes the config (the only composition); with HYDRA_FULL_ERROR it raises what it
+    # refuses instead of printing it, and diagnose() turns that into the framework's message.
+    full_error = os.environ.get("HYDRA_FULL_ERROR")
+    os.environ["HYDRA_FULL_ERROR"] = "1"
     try:
         hydra_app()
+    except (HydraException, OmegaConfBaseException, ValueError) as error:
+        if isinstance(error, ValueError) and not raised_by_hydra(error):
+            raise
+        refusal = diagnose(catalog, args, error)
+        sweep.abandon_sweep(final_status(refusal), f"sweep ended early: {refusal}")
+        fail(refusal)
     except BaseException as error:
-        killed = isinstance(error, (KeyboardInterrupt, Interrupted))
-        sweep.abandon_sweep("KILLED" if killed else "FAILED", f"sweep ended early: {type(error).__name__}: {error}")
+        sweep.abandon_sweep(final_status(error), f"sweep ended early: {type(error).__name__}: {error}")
         if isinstance(error, Interrupted):
             print(f"Interrupted ({error}): runs in progress are KILLED, with a checkpoint to resume "
                   "from (resume=<run id>).", file=sys.stderr)
             sys.exit(128 + error.signum)  # 130 for SIGINT, 143 for SIGTERM, as shells report
         raise
+    finally:
+        if full_error is None:
+            os.environ.pop("HYDRA_FULL_ERROR", None)
+        else:
+            os.environ["HYDRA_FULL_ERROR"] = full_error
     if sweep.last_sweep.get("failed"):
         print(f"Error: {sweep.last_sweep['failed']} of {sweep.last_sweep['children']} jobs failed; "
               "see the summary above.", file=sys.stderr)

@@ -6,9 +6,29 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import TYPE_CHECKING, Any, Dict, Optional, Sequence
 
 from .schema import check
+
+if TYPE_CHECKING:  # pragma: no cover - annotations only
+    from omegaconf import DictConfig
+
+    from .plugins import Catalog
+
+
+def compose(overrides: Sequence[str] = (), catalog: Optional["Catalog"] = None) -> "DictConfig":
+    """The config ``python -m orchestrator OVERRIDES`` trains with, composed the way the command
+    line composes it: the installed plugins' options registered with Hydra, the primary config
+    from :func:`conf_dir`. For tests, benchmarks and ``orchestrator.testing``; the command line
+    itself lets ``@hydra.main`` compose."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    from .plugins import get_catalog
+
+    (catalog or get_catalog()).register_with_hydra()
+    with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
+        return hydra_compose("config", overrides=list(overrides))
 
 
 def conf_dir() -> Path:

@@ -9,6 +9,7 @@ import numpy as np
 from .components import Dataset
 from .errors import OrchestratorError
 from .settings import check_fractions
+from .task import Task
 
 
 @dataclass
@@ -21,6 +22,8 @@ class Splits:
     y_val: np.ndarray
     x_test: np.ndarray
     y_test: np.ndarray
+    #: ``"regression"`` or ``"classification"``, and the number of classes (``None``: regression);
+    #: :attr:`task_object` holds what follows from them.
     task: str
     num_classes: int | None
     #: Per-feature mean and standard deviation fitted on the training split (0 and 1 if off).
@@ -36,10 +39,13 @@ class Splits:
         return "image" if self.x_train.ndim == 4 else "tabular"
 
     @property
+    def task_object(self) -> Task:
+        """The loss, link, prediction, metrics and output size of ``task`` (:class:`Task`)."""
+        return Task.of(self.task, self.num_classes)
+
+    @property
     def output_dim(self) -> int:
-        if self.task == "classification" and self.num_classes and self.num_classes > 2:
-            return self.num_classes
-        return 1
+        return self.task_object.output_dim
 
 
 def split(data: Dataset, cfg, seed: int, name: str) -> Splits:

@@ -24,7 +24,7 @@ if TYPE_CHECKING:  # pragma: no cover - imports for annotations only
     from omegaconf import DictConfig
 
     from .components import Component
-    from .tracking import Run
+    from .tracking_api import Tracker, TrackedRun
 
 hookspec = pluggy.HookspecMarker("orchestrator")
 
@@ -75,23 +75,45 @@ def add_callbacks(cfg: DictConfig) -> list[Any]:
 
 
 @hookspec
-def on_run_start(run: Run, cfg: DictConfig) -> None:
-    """The MLflow run is open and its config logged; training is about to begin.
+def on_run_start(run: TrackedRun, cfg: DictConfig) -> None:
+    """The run is open and its config logged; training is about to begin.
 
-    ``run`` offers ``run_id``, ``set_tags(dict)``, ``log_params(dict)``, ``log_text(text,
-    name)``, ``log_artifact(path)`` and ``log_metrics(dict, step)``.
+    ``run`` is a :class:`orchestrator.tracking_api.TrackedRun`: it offers ``run_id``,
+    ``set_tags(dict)``, ``log_params(dict)``, ``log_text(text, name)``, ``log_artifact(path,
+    folder=None)``, ``log_metrics(dict, step)`` and ``log_figure(figure, name)``, whatever
+    tracker records the run.
     """
 
 
 @hookspec
 def on_run_end(
-    run: Run, cfg: DictConfig, status: str, metrics: dict[str, float], error: Optional[BaseException]
+    run: TrackedRun, cfg: DictConfig, status: str, metrics: dict[str, float], error: Optional[BaseException]
 ) -> None:
-    """Training ended; the MLflow run is still open, so tags, params and artifacts may be added.
+    """Training ended; the run is still open, so tags, params and artifacts may be added.
 
-    ``status`` is ``"FINISHED"``, ``"FAILED"`` or ``"KILLED"``; ``metrics`` holds the final
-    train, val and test metrics (empty if training failed early); ``error`` is the exception
-    that ended the run, or ``None``.
+    ``run`` is the same :class:`orchestrator.tracking_api.TrackedRun` as in ``on_run_start``.
+    ``status`` is the status the run is about to end with,
+    :func:`orchestrator.lifecycle.final_status` of ``error``: ``"FINISHED"``, ``"FAILED"`` or
+    ``"KILLED"``; ``metrics`` holds the final train, val and test metrics (empty if training
+    failed early); ``error`` is the exception that ended the run, or ``None``.
+    """
+
+
+# --------------------------------------------------------------------------------------------
+# Record keeping: called in every process that records runs.
+# --------------------------------------------------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def tracker(uri: Optional[str]) -> Optional[Tracker]:
+    """Return the :class:`orchestrator.tracking_api.Tracker` that records runs in the store at
+    ``uri`` (the config's ``tracking.uri``; ``None``: the tracker's own default), or ``None`` to
+    leave it to another plugin.
+
+    The first answer that is not ``None`` is used; plugins are asked in the reverse order of
+    registration, so a third-party plugin's tracker takes the place of the built-in one
+    (``builtin.tracking``: MLflow). Called when a run or a sweep's parent run is opened, before
+    training; import your store's client inside the hook.
     """
 
 

@@ -1,11 +1,14 @@
-"""``run(cfg)``: one training run, from a composed config to a FINISHED MLflow run.
+"""``run(cfg)``: one training run, from a composed config to an ended run in the tracker.
 
-It builds each piece in turn, in the order a reader expects: check the config (every rule the
-config alone decides, :func:`orchestrator.settings.validate`, before torch, Lightning or MLflow is
-imported and before the store is touched), load and split the data, check the model fits the
-data, build model, optimizer and penalty (``prepare``), then train inside an MLflow run, log the
-model and the plots. Everything that can be refused is refused before the MLflow run is opened,
-so bad input never leaves a half-written run behind.
+:func:`run` drives the whole life of a run, in order, and is the one place that does: prepare
+(check the config, every rule the config alone decides, :func:`orchestrator.settings.validate`,
+before torch, Lightning or the tracker is imported; load and split the data; build model,
+optimizer, penalty and trainer), start (open the run and record what it is), train and evaluate,
+log (the model and the plots), end (with :func:`orchestrator.lifecycle.final_status` of the
+error, if any). Everything that can be refused is refused before the run is opened, so bad input
+never leaves a half-written run behind. The run is written only through the
+:class:`~orchestrator.tracking_api.TrackedRun` interface; which store holds it is the
+``tracker`` hook's business (MLflow, built in).
 
 Importing this module is cheap: nothing heavier than OmegaConf at module level.
 """
@@ -21,18 +24,23 @@ from omegaconf import DictConfig, OmegaConf
 
 from .components import GROUPS
 from .errors import OrchestratorError
+from .lifecycle import FAILED, FINISHED, KILLED, final_status, flatten
 from .plugins import Catalog, Provided, get_catalog
 from .settings import Settings, validate
+from .tracking_api import open_tracker
 
 if TYPE_CHECKING:
     from .datasets import Splits
+    from .tracking_api import TrackedRun, Tracker
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class RunResult:
+    #: The run's id; empty on a DDP rank other than zero, which records nothing.
     run_id: str
+    #: Where the tracker keeps the run (``Tracker.uri``); empty where ``run_id`` is.
     tracking_uri: str
     metrics: dict[str, float] = field(default_factory=dict)
     model_uri: str = ""
@@ -65,10 +73,11 @@ class Prepared:
         return tags
 
 
-def prepare(cfg: DictConfig, catalog: Catalog, uri: str, output_dir: Optional[str] = None,
+def prepare(cfg: DictConfig, catalog: Catalog, uri: Optional[str] = None, output_dir: Optional[str] = None,
             checked: Optional[Settings] = None) -> Prepared:
     """Check the config (unless ``checked`` holds its settings already), load and split the data,
-    build model and trainer: or refuse."""
+    build model and trainer: or refuse. Nothing is written anywhere. (``uri`` is accepted for
+    callers written when the trainer opened the store itself; nothing reads it.)"""
     checked = checked or validate(cfg, catalog)
     chosen, names, settings, seed = checked.chosen, checked.names, checked.groups, checked.seed
 
@@ -97,7 +106,6 @@ def prepare(cfg: DictConfig, catalog: Catalog, uri: str, output_dir: Optional[st
         trainer_args=dict(checked.trainer),
         callbacks=callbacks,
         seed=seed,
-        tracking_uri=uri,
         flush_seconds=float(checked.tracking.flush_seconds),
         output_dir=output_dir or ".",
         tf32=bool(cfg.get("tf32", True)),
@@ -119,111 +127,153 @@ def run(
     parent_run_id: Optional[str] = None,
     extra_tags: Optional[dict[str, str]] = None,
 ) -> RunResult:
-    """Train once as ``cfg`` says and record it in MLflow; return the run id and final metrics.
+    """Train once as ``cfg`` says and record it; return the run id and final metrics.
 
-    With ``parent_run_id`` (a sweep's job) the run is nested under that run, and input refused
-    before training is still recorded, as a FAILED run holding the reason, so that the sweep's
-    summary can say which job failed and why. With ``cfg.resume`` (a run id), that run is
-    continued from its checkpoint instead.
+    1. Prepare. Every refusal happens here, before a run is opened. A sweep's job
+       (``parent_run_id``) still records a refusal, as a FAILED run nested under the parent
+       holding the reason, so that the sweep's summary can say which job failed and why. With
+       ``cfg.resume`` (a run id), that run's recorded config and checkpoint are the starting point.
+    2. Start: open the run (or reopen the resumed one) and record what it is; ``on_run_start``.
+    3. Train and evaluate: fit, validate every epoch, test once.
+    4. Log the model and the plots.
+    5. End: ``on_run_end`` while the run is still open, then the run ends with the status
+       :func:`~orchestrator.lifecycle.final_status` decides from the error, if any (:func:`end`).
     """
     catalog = catalog or get_catalog()
-    tags = dict(extra_tags or {})
-    checked = None
-    if not cfg.get("resume"):  # a resumed run's config is the stored one: checked in resume()
-        try:  # before torch, Lightning or MLflow is imported and the store is touched
-            checked = validate(cfg, catalog)
-        except OrchestratorError:
-            if parent_run_id:  # a sweep's job: the sweep's summary names the refused job
-                from .tracking import Run, ensure_store, resolve_uri
-
-                uri = resolve_uri(cfg.tracking.uri)
-                ensure_store(uri)
-                with Run(uri, cfg.tracking.experiment, default_run_name(cfg), tags, parent_run_id):
-                    raise
-            raise
-
-    from .lightning import worker_rank
-    from .tracking import Run, ensure_store, flatten, resolve_uri
-
-    uri = resolve_uri(cfg.tracking.uri)
-    if worker_rank():  # a DDP rank other than zero: train, and leave MLflow to rank zero
-        prepared = prepare(cfg, catalog, uri, output_dir, checked)
-        return RunResult("", uri, prepared.training.run(None), "", None, prepared.splits)
-    ensure_store(uri)
-    if cfg.get("resume"):
-        return resume(cfg, uri, overrides, output_dir, catalog)
-    try:
-        prepared = prepare(cfg, catalog, uri, output_dir, checked)
-    except OrchestratorError:
-        if parent_run_id:
-            with Run(uri, cfg.tracking.experiment, default_run_name(cfg), tags, parent_run_id):
-                raise
-        raise
-    with Run(uri, cfg.tracking.experiment, default_run_name(cfg), {**prepared.tags(), **tags},
-             parent_run_id) as mlflow_run:
-        mlflow_run.log_params(flatten(OmegaConf.to_container(cfg, resolve=True)))
-        mlflow_run.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
-        mlflow_run.log_text("".join(f"{o}\n" for o in overrides), "overrides.txt")
-        return track(prepared, mlflow_run, catalog)
-
-
-def resume(cfg: DictConfig, uri: str, overrides: Sequence[str], output_dir, catalog: Catalog) -> RunResult:
-    """Continue run ``cfg.resume`` from its last checkpoint, logging into the same MLflow run;
-    settings given on the command line with it (``trainer.max_epochs=50``) apply on top of the
-    run's own config."""
-    from .tracking import Run, resume_material
-
-    run_id = str(cfg.resume)
-    stored, checkpoint = resume_material(uri, run_id, output_dir or ".")
-    changes = [o for o in overrides if "=" in o and "." in o.split("=", 1)[0] and not o.startswith("resume=")]
-    resumed = OmegaConf.merge(stored, OmegaConf.from_dotlist([o.lstrip("+") for o in changes]))
-    resumed.resume = None
-    prepared = prepare(resumed, catalog, uri, output_dir)
-    with Run(uri, resumed.tracking.experiment, "", {}, run_id=run_id) as mlflow_run:
-        count = mlflow_run.resumed()
-        mlflow_run.log_text("".join(f"{o}\n" for o in overrides), f"resume-{count}-overrides.txt")
-        return track(prepared, mlflow_run, catalog, resume_from=checkpoint)
-
-
-def track(prepared: Prepared, mlflow_run, catalog: Catalog, resume_from: Optional[str] = None) -> RunResult:
-    """Train inside the open MLflow run and record metrics, model and plots in it."""
-    from .errors import Interrupted
-    from .serving import Predictor
-
-    cfg, splits = prepared.cfg, prepared.splits
     hooks = catalog.pm.hook
-    log.info("MLflow run %s in %s", mlflow_run.run_id, mlflow_run.uri)
-    mlflow_run.log_metrics(
-        {"data.n_train": len(splits.y_train), "data.n_val": len(splits.y_val), "data.n_test": len(splits.y_test)}
-    )
+    resume_id = str(cfg.resume) if cfg.get("resume") else None
+
+    # 1. Prepare.
+    try:
+        # The config alone, before torch, Lightning or the tracker is imported. A resumed run's
+        # config is the recorded one: checked by prepare() once it is read.
+        checked = None if resume_id else validate(cfg, catalog)
+        from .lightning import worker_rank
+
+        # A DDP rank other than zero records nothing: rank zero holds the run.
+        tracker = None if worker_rank() else open_tracker(hooks, cfg.tracking.uri)
+        resume_from = None
+        if resume_id and tracker is not None:
+            cfg, resume_from = recorded_config(tracker, resume_id, overrides, output_dir)
+        prepared = prepare(cfg, catalog, output_dir=output_dir, checked=checked)
+    except OrchestratorError as refused:
+        if parent_run_id:  # a sweep's job: the sweep's summary names the refused job
+            refusal = open_tracker(hooks, cfg.tracking.uri).start_run(
+                cfg.tracking.experiment, default_run_name(cfg), dict(extra_tags or {}), parent_run_id)
+            refusal.end(final_status(refused), refused)
+        raise
+    cfg, splits = prepared.cfg, prepared.splits
+    if tracker is None:
+        return RunResult("", "", prepared.training.run(None), "", None, splits)
+
+    # 2. Start. From here on the run is open, and every way out goes through end().
+    if resume_id:
+        tracked = tracker.reopen_run(resume_id)
+    else:
+        tags = {**prepared.tags(), **(extra_tags or {})}
+        tracked = tracker.start_run(cfg.tracking.experiment, default_run_name(cfg), tags, parent_run_id)
+    log.info("Run %s in %s", tracked.run_id, tracker.uri)
     metrics: dict[str, float] = {}
     try:
-        hooks.on_run_start(run=mlflow_run, cfg=cfg)
-        metrics = prepared.training.run(mlflow_run.run_id, resume_from=resume_from, abort=mlflow_run.abandon)
-        # Logged from the CPU, whatever trained it: a GPU-trained model must load without CUDA.
+        record_start(tracked, tracker, cfg, splits, overrides, resumed=resume_id is not None)
+        hooks.on_run_start(run=tracked, cfg=cfg)
+
+        # 3. Train and evaluate. A failed DDP rank that leaves this process blocked ends the
+        # run from the watching thread (abort), before the process is ended.
+        metrics = prepared.training.run(tracked, resume_from=resume_from, abort=partial(tracked.end, FAILED))
+
+        # 4. Log: the model, from the CPU whatever trained it (it must load without CUDA), and plots.
+        from .serving import Predictor
+
         predictor = Predictor(prepared.model.cpu(), splits.mean, splits.std, splits.task, splits.num_classes).eval()
         model_uri = ""
         if cfg.tracking.log_model:
             raw_example = splits.x_test[:5] * splits.std + splits.mean
-            model_uri = mlflow_run.log_model(predictor, raw_example, cfg.tracking.model_format)
+            model_uri = tracked.log_model(predictor, raw_example, cfg.tracking.model_format)
         if cfg.tracking.plots:
-            log_plots(mlflow_run, prepared.model, splits)
+            log_plots(tracked, prepared.model, splits)
     except BaseException as error:
-        try:  # the command line names the run that holds the traceback
-            error.orchestrator_run = (mlflow_run.uri, mlflow_run.run_id)
-        except AttributeError:
-            pass
-        interrupted = isinstance(error, (Interrupted, KeyboardInterrupt))
-        if interrupted and prepared.training.on_interrupt.saved:
-            mlflow_run.log_artifact(prepared.training.checkpoint_path, "checkpoints")
-            log.warning("Interrupted: checkpoint saved; resume with resume=%s", mlflow_run.run_id)
-        hooks.on_run_end(run=mlflow_run, cfg=cfg, status="KILLED" if interrupted else "FAILED",
-                         metrics=metrics, error=error)
+        end(tracked, tracker, prepared, hooks, metrics, error)  # 5. End, FAILED or KILLED.
         raise
-    hooks.on_run_end(run=mlflow_run, cfg=cfg, status="FINISHED", metrics=metrics, error=None)
-    log.info("Finished run %s: %s", mlflow_run.run_id,
+    end(tracked, tracker, prepared, hooks, metrics, None)  # 5. End, FINISHED.
+    log.info("Finished run %s: %s", tracked.run_id,
              {k: round(v, 4) for k, v in metrics.items() if k.startswith("test/")})
-    return RunResult(mlflow_run.run_id, mlflow_run.uri, metrics, model_uri, predictor, splits)
+    return RunResult(tracked.run_id, tracker.uri, metrics, model_uri, predictor, splits)
+
+
+def recorded_config(tracker: Tracker, run_id: str, overrides: Sequence[str],
+                    output_dir: Optional[str]) -> tuple[DictConfig, str]:
+    """The config run ``run_id`` recorded, with the settings given on the command line beside
+    ``resume=`` (``trainer.max_epochs=50``) on top, and its last checkpoint; or a clear error."""
+    record = tracker.find_run(run_id)
+    if record is None:
+        raise OrchestratorError(f"resume={run_id}: no such run in {tracker.uri}.")
+    if record.status == FINISHED:
+        raise OrchestratorError(
+            f"resume={run_id}: that run is FINISHED; there is nothing to resume. Start a new run, "
+            "or resume one that was interrupted (KILLED) or FAILED."
+        )
+    into = output_dir or "."
+    checkpoint = tracker.download_artifact(run_id, "checkpoints/last.ckpt", into)
+    config = tracker.download_artifact(run_id, "config.yaml", into) if checkpoint else None
+    if checkpoint is None or config is None:
+        raise OrchestratorError(
+            f"resume={run_id}: the run has no checkpoint (checkpoints/last.ckpt) to resume from; "
+            "checkpoints are written when a run is interrupted with Ctrl-C or SIGTERM."
+        )
+    changes = [o for o in overrides if "=" in o and "." in o.split("=", 1)[0] and not o.startswith("resume=")]
+    resumed = OmegaConf.merge(OmegaConf.load(config), OmegaConf.from_dotlist([o.lstrip("+") for o in changes]))
+    resumed.resume = None
+    return resumed, checkpoint
+
+
+def record_start(run: TrackedRun, tracker: Tracker, cfg: DictConfig, splits: Splits,
+                 overrides: Sequence[str], resumed: bool) -> None:
+    """What the run is: its params, resolved config and overrides (a resumed run: how many
+    times it was resumed, and this resumption's overrides); the sizes of the splits."""
+    lines = "".join(f"{o}\n" for o in overrides)
+    if resumed:
+        record = tracker.find_run(run.run_id)
+        count = int((record.tags if record else {}).get("orchestrator.resumed", "0")) + 1
+        run.set_tags({"orchestrator.resumed": str(count)})
+        run.log_text(lines, f"resume-{count}-overrides.txt")
+    else:
+        run.log_params(flatten(OmegaConf.to_container(cfg, resolve=True)))
+        run.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
+        run.log_text(lines, "overrides.txt")
+    run.log_metrics({"data.n_train": len(splits.y_train), "data.n_val": len(splits.y_val),
+                     "data.n_test": len(splits.y_test)})
+
+
+def end(run: TrackedRun, tracker: Tracker, prepared: Prepared, hooks, metrics: dict[str, float],
+        error: Optional[BaseException]) -> None:
+    """Step 5 of :func:`run`: the checkpoint of an interrupted run, ``on_run_end`` while the run
+    is still open, then the run's end with the status :func:`final_status` decides from
+    ``error``. If that fails (a plugin's ``on_run_end``, the store), a run that had succeeded
+    ends FAILED with that error, and the error goes on."""
+    status = final_status(error)
+    try:
+        if status == KILLED and prepared.training.on_interrupt.saved:
+            run.log_artifact(prepared.training.checkpoint_path, "checkpoints")
+            log.warning("Interrupted: checkpoint saved; resume with resume=%s", run.run_id)
+        hooks.on_run_end(run=run, cfg=prepared.cfg, status=status, metrics=metrics, error=error)
+    except BaseException as late:
+        name_the_run(late, tracker, run)
+        if error is None:
+            status, error = final_status(late), late
+        raise
+    finally:
+        run.end(status, error)
+        if error is not None:
+            name_the_run(error, tracker, run)
+
+
+def name_the_run(error: BaseException, tracker: Tracker, run: TrackedRun) -> None:
+    """Attach ``(uri, run id)`` to the error: the command line names the run that holds it."""
+    try:
+        error.orchestrator_run = (tracker.uri, run.run_id)
+    except AttributeError:
+        pass
 
 
 def log_plots(mlflow_run, model, splits: Splits) -> None:
@@ -236,12 +286,12 @@ def log_plots(mlflow_run, model, splits: Splits) -> None:
     histories = {key: [v for _, v in mlflow_run.metric_history(key)] for key in ("train/loss", "val/loss")}
     mlflow_run.log_figure(plots.learning_curves(histories), "plots/learning_curves.png")
     model.eval()
+    task = splits.task_object
     with torch.no_grad():
-        out = model(torch.from_numpy(splits.x_test))
-    if splits.task == "classification":
-        predicted = (out.squeeze(-1) > 0).long() if splits.output_dim == 1 else out.argmax(dim=-1)
-        figure = plots.confusion_matrix(splits.y_test, predicted.numpy(), max(2, splits.num_classes or 2))
+        predicted = task.prediction(model(torch.from_numpy(splits.x_test))).numpy()
+    if task.name == "classification":
+        figure = plots.confusion_matrix(splits.y_test, predicted, task.num_classes)
         mlflow_run.log_figure(figure, "plots/confusion_matrix.png")
     else:
-        figure = plots.predicted_vs_true(splits.y_test, out.squeeze(-1).numpy().astype(np.float64))
+        figure = plots.predicted_vs_true(splits.y_test, predicted.astype(np.float64))
         mlflow_run.log_figure(figure, "plots/predicted_vs_true.png")

@@ -2,29 +2,38 @@
 
 from __future__ import annotations
 
+from typing import Optional, Union
+
 import torch
 from torch import nn
 
+from .task import MulticlassClassification, Task
+
 
 class Predictor(nn.Module):
-    """Applies the training split's scaling, the trained network, and the task's output link.
+    """Applies the training split's scaling, the trained network, and the task's output link
+    (:meth:`orchestrator.task.Task.link`).
 
     Regression returns the predicted value, shape (n,); binary classification the probability
     of class 1, shape (n,); more classes the probability of each class, shape (n, k).
     """
 
-    def __init__(self, model: nn.Module, mean, std, task: str, num_classes):
+    def __init__(self, model: nn.Module, mean, std, task: Union[str, Task], num_classes: Optional[int] = None):
         super().__init__()
         self.model = model
         self.register_buffer("mean", torch.as_tensor(mean, dtype=torch.float32))
         self.register_buffer("std", torch.as_tensor(std, dtype=torch.float32))
-        self.task = task
-        self.binary = task == "classification" and (num_classes or 2) <= 2
+        self.task = Task.of(task, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.model((x.to(torch.float32) - self.mean) / self.std)
-        if self.task == "regression":
-            return out.squeeze(-1)
-        if self.binary:
-            return torch.sigmoid(out.squeeze(-1))
-        return torch.softmax(out, dim=-1)
+        return self.task.link(self.model((x.to(torch.float32) - self.mean) / self.std))
+
+    def __setstate__(self, state: dict) -> None:
+        # A model logged before orchestrator.task held the task's name and a ``binary`` flag.
+        # Its class is pickled by reference, so once loaded it runs this forward: give it a Task
+        # (only its link is used, and the multi-class link needs no number of classes).
+        if isinstance(state.get("task"), str):
+            name, binary = state["task"], state.pop("binary", False)
+            multiclass = name == "classification" and not binary
+            state["task"] = MulticlassClassification(num_classes=None) if multiclass else Task.of(name)
+        super().__setstate__(state)

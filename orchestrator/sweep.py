@@ -1,4 +1,4 @@
-"""Sweep glue: one MLflow parent run per multirun, with a summary of its children.
+"""Sweep glue: one parent run per multirun, with a summary of its children.
 
 ``SweepHooks`` is a Hydra callback (see ``conf/config.yaml``) that runs in the launching
 process. Before any job starts it opens the parent run (creating the store and the experiment
@@ -7,6 +7,10 @@ on the way, so parallel jobs race on neither) and writes where it is to
 parent, whichever launcher started it. When the last job has ended, the parent receives a
 summary table (one row per child), the best child's id and metric, the best parameters of a
 sweeper that reports them (Optuna), and a chart comparing the children.
+
+Runs are read and written through the :class:`~orchestrator.tracking_api.Tracker` of the
+``tracker`` hook (MLflow, built in); a sweep cut short ends its runs with the status
+:func:`orchestrator.lifecycle.final_status` decided.
 """
 
 from __future__ import annotations
@@ -17,10 +21,15 @@ import json
 import math
 import sys
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
+
+from .lifecycle import FINISHED, RUNNING
+
+if TYPE_CHECKING:
+    from .tracking_api import RunRecord, Tracker
 
 #: Columns of the summary, in reading order.
 CHOICES = ("model", "optimizer", "regularizer", "data")
@@ -40,8 +49,14 @@ def read_parent(sweep_dir: str) -> Optional[dict]:
 
 
 def ranking(metric: Optional[str], mode: Optional[str], task: str) -> tuple[str, str]:
-    """The metric that ranks runs of ``task``, and whether lower or higher is better."""
-    metric = metric or ("val/accuracy" if task == "classification" else "val/loss")
+    """The metric that ranks runs of ``task`` (its Task's ranking metric unless ``metric`` is
+    given), and whether lower or higher is better."""
+    from .components import TASKS
+    from .task import Task
+
+    if metric is None:  # task "unknown": a child without an orchestrator.task tag
+        metric, best = Task.of(task).ranking_metric() if task in TASKS else ("val/loss", "min")
+        return metric, mode or best
     if mode is None:
         mode = "max" if any(word in metric for word in ("accuracy", "f1", "r2")) else "min"
     return metric, mode
@@ -63,32 +78,32 @@ def table(rows: list[dict], columns: list[str]) -> str:
     return "\n".join(lines)
 
 
-def summarise(children: list, metric: Optional[str], mode: Optional[str]) -> dict[str, Any]:
+def summarise(children: list[RunRecord], metric: Optional[str], mode: Optional[str]) -> dict[str, Any]:
     """Rows, text tables and best runs of a sweep's children, task by task."""
     by_task: dict[str, list] = {}
     for child in children:
-        by_task.setdefault(child.data.tags.get("orchestrator.task", "unknown"), []).append(child)
-    shared = set.intersection(*(set(c.data.tags.get("orchestrator.overrides", "").split()) for c in children)) if children else set()
+        by_task.setdefault(child.tags.get("orchestrator.task", "unknown"), []).append(child)
+    shared = set.intersection(*(set(c.tags.get("orchestrator.overrides", "").split()) for c in children)) if children else set()
     rows_all, texts, best = [], [], {}
     for task, runs in sorted(by_task.items()):
         key, direction = ranking(metric, mode, task)
         test_keys = ["test/loss", "test/r2"] if task == "regression" else ["test/loss", "test/accuracy", "test/f1"]
         rows = []
-        for child in sorted(runs, key=lambda r: int(r.data.tags.get("orchestrator.sweep.job", 0))):
-            tags, values = child.data.tags, child.data.metrics
+        for child in sorted(runs, key=lambda r: int(r.tags.get("orchestrator.sweep.job", 0))):
+            tags, values = child.tags, child.metrics
             row = {
                 "job": tags.get("orchestrator.sweep.job", ""),
-                "status": child.info.status,
+                "status": child.status,
                 **{group: tags.get(f"orchestrator.{group}", "") for group in CHOICES},
                 "overrides": " ".join(o for o in tags.get("orchestrator.overrides", "").split() if o not in shared),
-                key: values.get(key, math.nan) if child.info.status == "FINISHED" else math.nan,
+                key: values.get(key, math.nan) if child.status == FINISHED else math.nan,
                 **{k: values.get(k, math.nan) for k in test_keys if k != key},
-                "run_id": child.info.run_id,
+                "run_id": child.run_id,
                 "error": tags.get("error", "").splitlines()[0][:120] if tags.get("error") else "",
                 "task": task,
             }
             rows.append(row)
-        chosen = best_index([r[key] if r["status"] == "FINISHED" else math.nan for r in rows], direction)
+        chosen = best_index([r[key] if r["status"] == FINISHED else math.nan for r in rows], direction)
         if chosen is not None:
             best[task] = {"run_id": rows[chosen]["run_id"], "metric": key, "value": rows[chosen][key],
                           "job": rows[chosen]["job"], "overrides": rows[chosen]["overrides"]}
@@ -126,36 +141,38 @@ class SweepHooks(Callback):
         try:
             self._open(config)
         except Exception as error:  # Hydra would only warn and run the jobs un-nested
-            print(f"Error: could not open the sweep's MLflow parent run: {type(error).__name__}: {error}",
+            print(f"Error: could not open the sweep's parent run: {type(error).__name__}: {error}",
                   file=sys.stderr)
             raise SystemExit(2) from error
 
     def _open(self, config: DictConfig) -> None:
         from .plugins import get_catalog
-        from .tracking import open_parent_run, resolve_uri
+        from .tracking_api import open_tracker
 
         # Resolving the folder here caches ${now:} and ${orchestrator.pid:}; Hydra hands that
         # cache to every job, so jobs in other processes find the same folder.
         sweep_dir = str(config.hydra.sweep.dir)
         overrides = list(config.hydra.overrides.task)
-        uri = resolve_uri(config.tracking.uri)
+        catalog = get_catalog()
+        tracker = open_tracker(catalog.pm.hook, config.tracking.uri)
         launcher = str(OmegaConf.select(config, "hydra.launcher._target_", default="")).rsplit(".", 1)[-1]
         sweeper = str(OmegaConf.select(config, "hydra.sweeper._target_", default="")).rsplit(".", 1)[-1]
         name = ("sweep " + " ".join(overrides))[:240] if overrides else "sweep"
         params = {"sweep.overrides": " ".join(overrides)[:6000]}
         # Named after the key without Hydra's +, ++ or ~ prefix (MLflow refuses a "+" in a key).
         params.update({f"sweep.{k.lstrip('+~')}": v for k, v in (o.split("=", 1) for o in overrides if "=" in o)})
-        parent = open_parent_run(uri, config.tracking.experiment, name, params, {
-            "orchestrator.sweep_dir": str(Path(sweep_dir).resolve()),
+        parent = tracker.open_sweep(config.tracking.experiment, name, {
+            "orchestrator.sweep": "parent", "orchestrator.sweep_dir": str(Path(sweep_dir).resolve()),
             "orchestrator.launcher": launcher, "orchestrator.sweeper": sweeper,
         })
+        parent.log_params(params)
         path = parent_file(sweep_dir)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({"run_id": parent, "tracking_uri": uri}))
+        path.write_text(json.dumps({"run_id": parent.run_id, "tracking_uri": tracker.uri}))
         last_sweep.clear()
-        last_sweep.update(run_id=parent, tracking_uri=uri, closed=False, failed=0)
-        print(f"Sweep parent run {parent} in {uri}", file=sys.stderr)
-        get_catalog().pm.hook.on_sweep_start(sweep_dir=sweep_dir, overrides=overrides)
+        last_sweep.update(run_id=parent.run_id, tracking_uri=tracker.uri, closed=False, failed=0)
+        print(f"Sweep parent run {parent.run_id} in {tracker.uri}", file=sys.stderr)
+        catalog.pm.hook.on_sweep_start(sweep_dir=sweep_dir, overrides=overrides)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         from .plugins import get_catalog
@@ -168,16 +185,16 @@ class SweepHooks(Callback):
 def close_sweep(sweep_dir: str, metric: Optional[str], mode: Optional[str]) -> dict:
     """Summarise the children on the parent run, print the summary, end the parent FINISHED."""
     from . import plots
-    from .tracking import child_runs, close_parent_run
 
     parent = read_parent(sweep_dir)
     if parent is None:
         return {}
-    uri, parent_id = parent["tracking_uri"], parent["run_id"]
-    children = child_runs(uri, parent_id)
+    tracker = _tracker(parent["tracking_uri"])
+    parent_id = parent["run_id"]
+    children = tracker.children(parent_id)
     summary = summarise(children, metric, mode)
     rows, best = summary["rows"], summary["best"]
-    failed = [r for r in rows if r["status"] != "FINISHED"]
+    failed = [r for r in rows if r["status"] != FINISHED]
     tags: dict[str, str] = {"orchestrator.sweep.children": str(len(rows)),
                             "orchestrator.sweep.failed": str(len(failed))}
     metrics: dict[str, float] = {"sweep/children": len(rows), "sweep/failed": len(failed)}
@@ -198,14 +215,21 @@ def close_sweep(sweep_dir: str, metric: Optional[str], mode: Optional[str]) -> d
     for task in sorted({r["task"] for r in rows}):
         task_rows = [r for r in rows if r["task"] == task]
         key, direction = ranking(metric, mode, task)
-        values = [r[key] if r["status"] == "FINISHED" else math.nan for r in task_rows]
+        values = [r[key] if r["status"] == FINISHED else math.nan for r in task_rows]
         labels = [short_label(r) for r in task_rows]
         figures[f"plots/sweep_{task}.png"] = plots.sweep_comparison(labels, values, key, best_index(values, direction))
     text = summary["text"]
     if failed:
         text += "\n\nFailed jobs:\n" + "\n".join(f"  job {r['job']} ({r['overrides']}): {r['error']}" for r in failed)
-    close_parent_run(uri, parent_id, "FINISHED", tags=tags, params=params, metrics=metrics,
-                     texts={"summary.txt": text + "\n", "summary.csv": to_csv(rows)}, figures=figures)
+    parent_run = tracker.attach(parent_id)
+    parent_run.log_params(params)
+    parent_run.set_tags(tags)
+    parent_run.log_metrics(metrics)
+    parent_run.log_text(text + "\n", "summary.txt")
+    parent_run.log_text(to_csv(rows), "summary.csv")
+    for name, figure in figures.items():
+        parent_run.log_figure(figure, name)
+    parent_run.end(FINISHED)
     print(f"\nSweep summary (parent run {parent_id}):\n{text}\n")
     last_sweep.update(closed=True, failed=len(failed), children=len(rows))
     return summary
@@ -213,14 +237,24 @@ def close_sweep(sweep_dir: str, metric: Optional[str], mode: Optional[str]) -> d
 
 def abandon_sweep(status: str, reason: str) -> None:
     """The launching process is ending early (Ctrl-C, a crash): end the parent and the children
-    still RUNNING, so nothing is left pretending to run."""
-    from .tracking import child_runs, end_run_if_running
-
+    still RUNNING with ``status`` (:func:`orchestrator.lifecycle.final_status` of what ended it)
+    and ``reason``, so nothing is left pretending to run."""
     if not last_sweep or last_sweep.get("closed"):
         return
-    uri, parent_id = last_sweep["tracking_uri"], last_sweep["run_id"]
-    for child in child_runs(uri, parent_id):
-        if child.info.status == "RUNNING":
-            end_run_if_running(uri, child.info.run_id, status, reason)
-    end_run_if_running(uri, parent_id, status, reason)
+    tracker = _tracker(last_sweep["tracking_uri"])
+    parent_id = last_sweep["run_id"]
+    for child in tracker.children(parent_id):
+        if child.status == RUNNING:
+            tracker.attach(child.run_id).end(status, reason)
+    parent = tracker.find_run(parent_id)
+    if parent is not None and parent.status == RUNNING:
+        tracker.attach(parent_id).end(status, reason)
     last_sweep["closed"] = True
+
+
+def _tracker(uri: str) -> Tracker:
+    """The tracker of the store the sweep's parent run was opened in (its resolved URI)."""
+    from .plugins import get_catalog
+    from .tracking_api import open_tracker
+
+    return open_tracker(get_catalog().pm.hook, uri)

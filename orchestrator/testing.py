@@ -36,17 +36,13 @@ def default_settings(provided: Provided):
 
 
 def train_once(tmp_path: Path, *overrides: str):
-    """Compose the config as the CLI does, train one run, return its ``RunResult``."""
-    from hydra import compose, initialize_config_dir
-
-    from .cli import CONF_DIR
+    """Compose the config as the CLI does (``trainer.max_epochs=1`` unless you say otherwise),
+    train one run into a SQLite MLflow store under ``tmp_path``, and return its ``RunResult``."""
+    from .config import compose
     from .runner import run
 
-    get_catalog().register_with_hydra()
     store = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose("config", overrides=[f"tracking.uri={store}", "trainer.max_epochs=1", *overrides])
-    return run(cfg)
+    return run(compose([f"tracking.uri={store}", "trainer.max_epochs=1", *overrides]))
 
 
 class ComponentContract:

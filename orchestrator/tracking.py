@@ -1,6 +1,12 @@
-"""MLflow glue: where the store is, and the life of one run (params, tags, artifacts, model,
-FINISHED or FAILED). Lightning writes metric points into the run through its logger; everything
-else about the run happens here."""
+"""MLflow: the one built-in :class:`~orchestrator.tracking_api.Tracker`, and the only module of
+orchestrator that imports MLflow.
+
+:class:`MLflowTracker` is one store (SQLite under ``./mlruns`` unless told otherwise) and
+:class:`MLflowRun` one run in it. The built-in plugin ``builtin.tracking``
+(``plugins/tracking.py``) returns an :class:`MLflowTracker` from the ``tracker`` hook; the
+framework knows it only through :mod:`orchestrator.tracking_api`. MLflow is imported when a
+tracker is made, never when this module is.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +14,8 @@ import contextlib
 import logging
 import os
 import re
-import traceback
 from pathlib import Path
-from typing import Any, Optional
+from typing import Mapping, Optional, Sequence, Union
 
 MLRUNS = "mlruns"
 
@@ -94,21 +99,7 @@ def _get_or_create_experiment(client, uri: str, name: str) -> str:
         return experiment.experiment_id
 
 
-def flatten(config: Any, prefix: str = "") -> dict[str, str]:
-    """``{"model.hidden": "64", ...}`` from a nested dict or list."""
-    items: dict[str, str] = {}
-    if isinstance(config, dict):
-        for key, value in config.items():
-            items.update(flatten(value, f"{prefix}{key}."))
-    elif isinstance(config, (list, tuple)) and any(isinstance(v, (dict, list)) for v in config):
-        for index, value in enumerate(config):
-            items.update(flatten(value, f"{prefix}{index}."))
-    else:
-        items[prefix[:-1]] = str(config)
-    return items
-
-
-def write_points(client, run_id: str, points: list[tuple[str, float, int, int]]) -> None:
+def write_points(client, run_id: str, points: Sequence[tuple[str, float, int, int]]) -> None:
     """Write metric points ``(key, value, timestamp_ms, step)`` with one ``log_batch`` call per
     1000 (MLflow's limit): a point costs a SQLite store about 0.1 ms, a call far more."""
     from mlflow.entities import Metric
@@ -118,104 +109,136 @@ def write_points(client, run_id: str, points: list[tuple[str, float, int, int]])
         client.log_batch(run_id, metrics=[Metric(k, v, t, s) for k, v, t, s in chunk])
 
 
-class Run:
-    """One MLflow run, used as a context manager: it ends FINISHED when the block ends, FAILED
-    (with the error as a tag and ``error.txt``) on an exception, KILLED on Ctrl-C."""
+def _use_uri(uri: str) -> None:
+    """Point MLflow's process-wide (fluent) API at ``uri``, which logging a model goes through.
+    ``set_tracking_uri`` also exports ``MLFLOW_TRACKING_URI``; the user's value is put back, so a
+    later run in this process (a sweep's next job) still resolves its own store."""
+    import mlflow
 
-    def __init__(
-        self, uri: str, experiment: str, run_name: str, tags: dict[str, str],
-        parent_run_id: Optional[str] = None, run_id: Optional[str] = None,
-    ):
+    previous = os.environ.get("MLFLOW_TRACKING_URI")
+    mlflow.set_tracking_uri(uri)
+    if previous is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = previous
+
+
+class MLflowTracker:
+    """An MLflow store as a :class:`~orchestrator.tracking_api.Tracker`.
+
+    ``uri``: ``tracking.uri``; None means ``MLFLOW_TRACKING_URI``, else SQLite at
+    ``./mlruns/mlflow.db`` (:func:`resolve_uri`). A new SQLite store is created (migrated) here,
+    under a file lock, before anything else opens it.
+    """
+
+    def __init__(self, uri: Optional[str] = None):
         import mlflow
 
-        self.uri = uri
-        ensure_store(uri)
-        self.client = mlflow.MlflowClient(uri)
-        experiment_id = None if run_id else get_or_create_experiment(self.client, uri, experiment)
-        # set_tracking_uri also exports MLFLOW_TRACKING_URI; put the user's value back, so a
-        # later run in this process (a sweep's next job) still resolves its own store.
-        previous = os.environ.get("MLFLOW_TRACKING_URI")
-        mlflow.set_tracking_uri(uri)
-        if previous is None:
-            os.environ.pop("MLFLOW_TRACKING_URI", None)
-        else:
-            os.environ["MLFLOW_TRACKING_URI"] = previous
+        self.uri = resolve_uri(uri)
+        ensure_store(self.uri)
+        self.client = mlflow.MlflowClient(self.uri)
+
+    def start_run(self, experiment: str, name: str, tags: Mapping[str, str],
+                  parent_run_id: Optional[str] = None) -> "MLflowRun":
+        """A run through MLflow's fluent API (it adds the user and source tags, and logging a
+        model goes through it); ended by :meth:`MLflowRun.end`."""
+        import mlflow
+
+        experiment_id = get_or_create_experiment(self.client, self.uri, experiment)
+        tags = {k: str(v) for k, v in tags.items()}
         if parent_run_id:
-            tags = {**tags, "mlflow.parentRunId": parent_run_id}
-        if run_id:  # reopen an existing run (resume): it is RUNNING again until it ends
-            self._run = mlflow.start_run(run_id=run_id)
-        else:
-            self._run = mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=tags)
-        self.run_id = self._run.info.run_id
+            tags["mlflow.parentRunId"] = parent_run_id
+        _use_uri(self.uri)
+        run = mlflow.start_run(experiment_id=experiment_id, run_name=name, tags=tags)
+        return MLflowRun(self, run.info.run_id)
 
-    def __enter__(self) -> "Run":
-        return self
-
-    def __exit__(self, kind, error, tb) -> bool:
+    def reopen_run(self, run_id: str) -> "MLflowRun":
         import mlflow
 
-        if error is None:
-            status = "FINISHED"
-        else:
-            from .errors import Interrupted
+        _use_uri(self.uri)
+        mlflow.start_run(run_id=run_id)  # RUNNING again until it ends
+        if "error" in self.client.get_run(run_id).data.tags:
+            self.client.delete_tag(run_id, "error")
+        return MLflowRun(self, run_id)
 
-            interrupted = isinstance(error, (KeyboardInterrupt, Interrupted))
-            status = "KILLED" if interrupted else "FAILED"
-            reason = f"{type(error).__name__}: {error}"
-            try:
-                self.client.set_tag(self.run_id, "error", reason[:5000])
-                self.client.log_text(
-                    self.run_id, "".join(traceback.format_exception(kind, error, tb)), "error.txt"
-                )
-            except Exception:  # the store itself may be what failed; still end the run
-                pass
-        mlflow.end_run(status)
-        return False
+    def open_sweep(self, experiment: str, name: str, tags: Mapping[str, str]) -> "MLflowRun":
+        """Created with the client, not the fluent API: the launching process may run the jobs
+        itself (the basic launcher), each with a fluent run of its own."""
+        experiment_id = get_or_create_experiment(self.client, self.uri, experiment)
+        run = self.client.create_run(experiment_id, run_name=name, tags={k: str(v) for k, v in tags.items()})
+        return MLflowRun(self, run.info.run_id)
 
-    def abandon(self, reason: str) -> None:
-        """End the run FAILED with ``reason`` now, from any thread (a DDP rank failed while
-        this process is blocked and about to be ended)."""
-        self.client.set_tag(self.run_id, "error", reason[:5000])
-        self.client.log_text(self.run_id, reason + "\n", "error.txt")
-        self.client.set_terminated(self.run_id, "FAILED")
+    def attach(self, run_id: str) -> "MLflowRun":
+        return MLflowRun(self, run_id)
 
-    def log_params(self, params: dict[str, str]) -> None:
+    def find_run(self, run_id: str):
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return _record(self.client.get_run(run_id))
+        except MlflowException:
+            return None
+
+    def children(self, parent_run_id: str) -> list:
+        parent = self.client.get_run(parent_run_id)
+        found = self.client.search_runs(
+            [parent.info.experiment_id],
+            filter_string=f"tags.`mlflow.parentRunId` = '{parent_run_id}'",
+            max_results=50000,
+            order_by=["attributes.start_time ASC"],
+        )
+        return [_record(run) for run in found]
+
+    def download_artifact(self, run_id: str, name: str, into: str) -> Optional[str]:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return self.client.download_artifacts(run_id, name, into)
+        except (MlflowException, OSError):
+            return None
+
+
+def _record(run):
+    from .tracking_api import RunRecord
+
+    return RunRecord(run.info.run_id, run.info.status, dict(run.data.tags), dict(run.data.metrics))
+
+
+class MLflowRun:
+    """One MLflow run as a :class:`~orchestrator.tracking_api.TrackedRun`."""
+
+    def __init__(self, tracker: MLflowTracker, run_id: str):
+        self.tracker = tracker
+        self.client = tracker.client
+        self.uri = tracker.uri
+        self.run_id = run_id
+
+    def set_tags(self, tags: Mapping[str, str]) -> None:
+        from mlflow.entities import RunTag
+
+        self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)[:5000]) for k, v in tags.items()])
+
+    def log_params(self, params: Mapping[str, str]) -> None:
         from mlflow.entities import Param
 
-        items = [Param(k, v[:6000]) for k, v in params.items()]
+        items = [Param(k, str(v)[:6000]) for k, v in params.items()]
         for start in range(0, len(items), 100):
             self.client.log_batch(self.run_id, params=items[start : start + 100])
 
-    def set_tags(self, tags: dict[str, str]) -> None:
-        from mlflow.entities import RunTag
+    def log_metrics(self, metrics: Mapping[str, float], step: int = 0) -> None:
+        import time
 
-        self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+        now = int(time.time() * 1000)
+        write_points(self.client, self.run_id, [(k, float(v), now, step) for k, v in metrics.items()])
+
+    def log_points(self, points: Sequence[tuple[str, float, int, int]]) -> None:
+        write_points(self.client, self.run_id, points)
 
     def log_text(self, text: str, name: str) -> None:
         self.client.log_text(self.run_id, text, name)
 
-    def resumed(self) -> int:
-        """Count one more resumption of this run (tag ``orchestrator.resumed``), drop the error
-        the interruption left, and return the count."""
-        tags = self.client.get_run(self.run_id).data.tags
-        count = int(tags.get("orchestrator.resumed", "0")) + 1
-        self.client.set_tag(self.run_id, "orchestrator.resumed", str(count))
-        if "error" in tags:
-            self.client.delete_tag(self.run_id, "error")
-        return count
-
     def log_artifact(self, path: str, folder: Optional[str] = None) -> None:
         self.client.log_artifact(self.run_id, str(path), folder)
-
-    def log_metrics(self, metrics: dict[str, float], step: int = 0) -> None:
-        self.log_metrics_to(self.client, self.run_id, metrics, step)
-
-    @staticmethod
-    def log_metrics_to(client, run_id: str, metrics: dict[str, float], step: int = 0) -> None:
-        import time
-
-        now = int(time.time() * 1000)
-        write_points(client, run_id, [(k, float(v), now, step) for k, v in metrics.items()])
 
     def log_figure(self, figure, name: str) -> None:
         self.client.log_figure(self.run_id, figure, name)
@@ -237,6 +260,7 @@ class Run:
             )
         with torch.no_grad():
             output = module(torch.from_numpy(example)).numpy()
+        _use_uri(self.uri)
         info = mlflow.pytorch.log_model(
             module,
             name="model",
@@ -245,109 +269,23 @@ class Run:
             serialization_format=serialization_format,
             # Explicit requirements: inferring them imports and inspects for seconds.
             pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", f"numpy=={np.__version__}"],
+            run_id=self.run_id,  # this run, whether or not it is the fluent API's active one
         )
         return info.model_uri
 
+    def end(self, status: str, error: Union[BaseException, str, None] = None) -> None:
+        import mlflow
 
-# --------------------------------------------------------------------------------------------
-# Sweeps: one parent run per multirun, a child run per job.
-# --------------------------------------------------------------------------------------------
+        from .lifecycle import describe, report
 
-
-def open_parent_run(uri: str, experiment: str, name: str, params: dict[str, str], tags: dict[str, str]) -> str:
-    """Create a sweep's parent run (RUNNING) before any job starts, creating the store and the
-    experiment on the way, so that parallel jobs race on neither."""
-    import mlflow
-    from mlflow.entities import Param
-
-    ensure_store(uri)
-    client = mlflow.MlflowClient(uri)
-    experiment_id = get_or_create_experiment(client, uri, experiment)
-    run = client.create_run(experiment_id, run_name=name, tags={"orchestrator.sweep": "parent", **tags})
-    items = [Param(k, str(v)[:6000]) for k, v in params.items()]
-    for start in range(0, len(items), 100):
-        client.log_batch(run.info.run_id, params=items[start : start + 100])
-    return run.info.run_id
-
-
-def child_runs(uri: str, parent_run_id: str) -> list:
-    """The runs nested under ``parent_run_id``, oldest first."""
-    import mlflow
-
-    client = mlflow.MlflowClient(uri)
-    parent = client.get_run(parent_run_id)
-    return client.search_runs(
-        [parent.info.experiment_id],
-        filter_string=f"tags.`mlflow.parentRunId` = '{parent_run_id}'",
-        max_results=50000,
-        order_by=["attributes.start_time ASC"],
-    )
-
-
-def close_parent_run(
-    uri: str,
-    parent_run_id: str,
-    status: str,
-    *,
-    tags: dict[str, str],
-    params: dict[str, str],
-    metrics: dict[str, float],
-    texts: dict[str, str],
-    figures: dict[str, Any],
-) -> None:
-    """Record a sweep's summary on its parent run and end it with ``status``."""
-    import mlflow
-    from mlflow.entities import Param, RunTag
-
-    client = mlflow.MlflowClient(uri)
-    client.log_batch(
-        parent_run_id,
-        params=[Param(k, str(v)[:6000]) for k, v in params.items()],
-        tags=[RunTag(k, str(v)[:5000]) for k, v in tags.items()],
-    )
-    Run.log_metrics_to(client, parent_run_id, metrics)
-    for name, text in texts.items():
-        client.log_text(parent_run_id, text, name)
-    for name, figure in figures.items():
-        client.log_figure(parent_run_id, figure, name)
-    client.set_terminated(parent_run_id, status)
-
-
-def end_run_if_running(uri: str, run_id: str, status: str, reason: str = "") -> None:
-    """Mark ``run_id`` ``status`` unless it already ended (used when a sweep is cut short)."""
-    import mlflow
-
-    client = mlflow.MlflowClient(uri)
-    if client.get_run(run_id).info.status == "RUNNING":
-        if reason:
-            client.set_tag(run_id, "error", reason[:5000])
-        client.set_terminated(run_id, status)
-
-
-def resume_material(uri: str, run_id: str, into: str):
-    """The config and the last checkpoint of run ``run_id``, or a clear error."""
-    import mlflow
-    from mlflow.exceptions import MlflowException
-    from omegaconf import OmegaConf
-
-    from .errors import OrchestratorError
-
-    client = mlflow.MlflowClient(uri)
-    try:
-        run = client.get_run(run_id)
-    except MlflowException:
-        raise OrchestratorError(f"resume={run_id}: no such run in {uri}.") from None
-    if run.info.status == "FINISHED":
-        raise OrchestratorError(
-            f"resume={run_id}: that run is FINISHED; there is nothing to resume. Start a new run, "
-            "or resume one that was interrupted (KILLED) or FAILED."
-        )
-    try:
-        checkpoint = client.download_artifacts(run_id, "checkpoints/last.ckpt", into)
-        config = client.download_artifacts(run_id, "config.yaml", into)
-    except (MlflowException, OSError):
-        raise OrchestratorError(
-            f"resume={run_id}: the run has no checkpoint (checkpoints/last.ckpt) to resume from; "
-            "checkpoints are written when a run is interrupted with Ctrl-C or SIGTERM."
-        ) from None
-    return OmegaConf.load(config), checkpoint
+        if error is not None:
+            try:
+                self.client.set_tag(self.run_id, "error", describe(error)[:5000])
+                self.client.log_text(self.run_id, report(error), "error.txt")
+            except Exception:  # the store itself may be what failed; still end the run
+                pass
+        active = mlflow.active_run()  # per thread: None in a thread that did not start it
+        if active is not None and active.info.run_id == self.run_id:
+            mlflow.end_run(status)
+        else:
+            self.client.set_terminated(self.run_id, status)

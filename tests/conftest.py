@@ -19,9 +19,6 @@ os.environ["ORCHESTRATOR_DISABLE_PLUGIN_AUTOLOAD"] = "1"
 for name in ("ORCHESTRATOR_BLOCK_PLUGINS", "ORCHESTRATOR_STRICT_PLUGINS"):
     os.environ.pop(name, None)
 
-from orchestrator.config import conf_dir  # noqa: E402
-
-CONF_DIR = conf_dir()
 #: Small enough to train in a fraction of a second, large enough to split.
 TINY = ["trainer.max_epochs=2", "data.n_samples=80"]
 
@@ -84,13 +81,9 @@ def catalog():
 def compose(catalog, tmp_path):
     """``compose(*overrides)``: the config ``python -m orchestrator`` would build, with the
     store under ``tmp_path``."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
+    from orchestrator.config import compose as compose_like_the_cli
 
     def _compose(*overrides: str):
-        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-            return hydra_compose(
-                "config", overrides=[f"tracking.uri={store_uri(tmp_path)}", *overrides]
-            )
+        return compose_like_the_cli([f"tracking.uri={store_uri(tmp_path)}", *overrides], catalog)
 
     return _compose

@@ -75,3 +75,37 @@ def test_version_prints_orchestrator_and_hydra(tmp_path):
     result = cli("--version", cwd=tmp_path, timeout=120)
     assert result.returncode == 0
     assert f"orchestrator {__version__}" in result.stdout and "Hydra 1." in result.stdout
+
+
+COUNT_COMPOSITIONS = """
+import atexit, sys
+from hydra._internal import config_loader_impl
+count = [0]
+original = config_loader_impl.ConfigLoaderImpl.load_configuration
+def counted(self, *args, **kwargs):
+    count[0] += 1
+    return original(self, *args, **kwargs)
+config_loader_impl.ConfigLoaderImpl.load_configuration = counted
+atexit.register(lambda: print(f"compositions: {count[0]}", file=sys.stderr))
+sys.argv = ["orchestrator", *sys.argv[1:]]
+from orchestrator.cli import main
+main()
+"""
+
+
+def test_a_run_is_composed_only_by_hydra_and_a_typo_still_gets_a_clear_message(tmp_path):
+    """No composition pass of our own: Hydra composes a single run twice (to find the mode,
+    then to run); a refusal is Hydra's own failure, translated."""
+    script = tmp_path / "count.py"
+    script.write_text(COUNT_COMPOSITIONS)
+    import subprocess
+    import sys
+
+    ok = subprocess.run([sys.executable, str(script), "model=linear", *TINY, "tracking.log_model=false",
+                         "tracking.plots=false"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert ok.returncode == 0, ok.stderr[-2000:]
+    assert "compositions: 2" in ok.stderr
+    typo = subprocess.run([sys.executable, str(script), "optimizer.lrr=0.1"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=300)
+    assert typo.returncode == 2
+    assert "optimizer.lrr is not a setting (did you mean 'lr'?). Settings of optimizer=gd: lr." in typo.stderr

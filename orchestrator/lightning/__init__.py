@@ -14,7 +14,7 @@ strategy is passed to the Trainer as an instance, not registered by name.
 
 from .data import TensorBatches, TensorDataModule
 from .distributed import RankFailed, worker_rank
-from .module import TrainingDiverged, TrainingModule, task_metrics
+from .module import TrainingDiverged, TrainingModule
 from .trainer import Training
 
 __all__ = [
@@ -24,6 +24,5 @@ __all__ = [
     "Training",
     "TrainingDiverged",
     "TrainingModule",
-    "task_metrics",
     "worker_rank",
 ]

@@ -63,7 +63,7 @@ class TensorDataModule(pl.LightningDataModule):
         self.splits = splits
         self.batch_size = batch_size
         self.seed = seed
-        as_target = torch.long if splits.task == "classification" else torch.float32
+        as_target = splits.task_object.target_dtype()
         self.tensors = {
             stage: (
                 torch.from_numpy(getattr(splits, f"x_{stage}")),

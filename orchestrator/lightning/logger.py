@@ -1,34 +1,49 @@
-"""Metric points from Lightning to the run's tracker, in batches."""
+"""Metric points from Lightning to the run, in batches, through the tracker's interface."""
 
 from __future__ import annotations
 
 import time
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
-from pytorch_lightning.loggers import MLFlowLogger
+from pytorch_lightning.loggers import Logger
 from pytorch_lightning.utilities import rank_zero_only
 
+if TYPE_CHECKING:
+    from ..tracking_api import MetricPoint, TrackedRun
 
-class BufferedMLFlowLogger(MLFlowLogger):
-    """Lightning's MLflow logger, writing metrics in batches into a run that already exists.
 
-    The run's life (start, params, FINISHED or FAILED) belongs to :mod:`orchestrator.tracking`;
-    this logger only adds metric points to it. Points are kept in memory and sent with one
-    ``log_batch`` call per 1000 points when ``flush_seconds`` have passed since the last send,
-    and when training ends (or fails), instead of one call per epoch: a point costs MLflow's
-    SQLite store about 0.1 ms, more than a full-batch step of a small model.
+class RunLogger(Logger):
+    """A Lightning logger that adds metric points to an open
+    :class:`~orchestrator.tracking_api.TrackedRun`, whatever tracker records it.
+
+    The run's life (start, params, its end) belongs to :func:`orchestrator.runner.run`; this
+    logger only adds metric points to it. Points are kept in memory and handed to the run
+    (:meth:`~orchestrator.tracking_api.TrackedRun.log_points`, which MLflow sends with one
+    ``log_batch`` call per 1000 points) when ``flush_seconds`` have passed since the last
+    hand-over, and when training ends (or fails): a point costs MLflow's SQLite store about
+    0.1 ms, more than a full-batch step of a small model, and a call far more.
     """
 
-    def __init__(self, *args, flush_seconds: float = 10.0, **kwargs):
-        super().__init__(*args, **kwargs)
-        self._buffer: list = []
+    def __init__(self, run: TrackedRun, flush_seconds: float = 10.0):
+        super().__init__()
+        self._run = run
+        self._buffer: list[MetricPoint] = []
         self._flush_seconds = flush_seconds
         self._last_flush = time.monotonic()
-        #: Seconds spent handing metric points to MLflow (reported as time/logging_seconds).
+        #: Seconds spent handing metric points to the run (reported as time/logging_seconds).
         self.seconds = 0.0
 
-    def log_hyperparams(self, params) -> None:  # the resolved config is logged by tracking
-        pass
+    @property
+    def name(self) -> str:
+        return ""  # Lightning's own checkpoints, if enabled, go to <default_root_dir>/<run id>/
+
+    @property
+    def version(self) -> str:
+        return self._run.run_id
+
+    @rank_zero_only
+    def log_hyperparams(self, params, *args, **kwargs) -> None:
+        pass  # the resolved config is logged as the run's params when it opens
 
     @rank_zero_only
     def log_metrics(self, metrics: dict, step: Optional[int] = None) -> None:
@@ -42,12 +57,10 @@ class BufferedMLFlowLogger(MLFlowLogger):
         self.seconds += time.perf_counter() - started
 
     def flush(self) -> None:
-        from ..tracking import write_points
-
         started = time.perf_counter()
         points, self._buffer = self._buffer, []
         if points:
-            write_points(self.experiment, self.run_id, points)
+            self._run.log_points(points)
         self._last_flush = time.monotonic()
         self.seconds += time.perf_counter() - started
 
@@ -56,7 +69,7 @@ class BufferedMLFlowLogger(MLFlowLogger):
 
 
 class _NoLogger:
-    """Stands in for the MLflow logger on DDP ranks other than zero."""
+    """Stands in for the run's logger on DDP ranks other than zero."""
 
     seconds = 0.0
 

@@ -3,13 +3,14 @@ and the penalty, metrics logged once per epoch."""
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Union
 
 import pytorch_lightning as pl
 import torch
 from torch import nn
 
 from ..errors import OrchestratorError
+from ..task import Task
 from .data import TensorDataModule
 
 
@@ -17,31 +18,11 @@ class TrainingDiverged(OrchestratorError):
     """The loss became NaN or infinite: training stops and the run is FAILED."""
 
 
-def task_metrics(task: str, num_classes: Optional[int], prediction, target) -> dict[str, torch.Tensor]:
-    """torchmetrics' functional metrics of a whole split: MSE, MAE and R2 for regression;
-    accuracy and macro F1 for classification."""
-    from torchmetrics.functional import (
-        mean_absolute_error,
-        mean_squared_error,
-        r2_score,
-    )
-    from torchmetrics.functional.classification import multiclass_accuracy, multiclass_f1_score
-
-    if task == "regression":
-        return {
-            "mse": mean_squared_error(prediction, target),
-            "mae": mean_absolute_error(prediction, target),
-            "r2": r2_score(prediction, target),
-        }
-    k = max(2, num_classes or 2)
-    return {
-        "accuracy": multiclass_accuracy(prediction, target, num_classes=k, average="micro"),
-        "f1": multiclass_f1_score(prediction, target, num_classes=k, average="macro"),
-    }
-
-
 class TrainingModule(pl.LightningModule):
     """Wraps any model plugin with the loss of its task, metrics, optimizer and penalty.
+
+    ``task`` is an :class:`orchestrator.task.Task`, or a task's name with ``num_classes``
+    (``Task.of``): it gives the loss, the prediction and the metrics.
 
     Metrics are logged once per epoch: the training loss and penalty averaged over the epoch's
     batches, then the validation metrics over the whole validation split, computed at the end of
@@ -55,16 +36,14 @@ class TrainingModule(pl.LightningModule):
     def __init__(
         self,
         model: nn.Module,
-        task: str,
+        task: Union[str, Task],
         num_classes: Optional[int],
         make_optimizer: Callable[[Any], torch.optim.Optimizer],
         penalty: Optional[Callable[[nn.Module], Any]] = None,
     ):
         super().__init__()
         self.model = model
-        self.task = task
-        self.num_classes = num_classes
-        self.binary = task == "classification" and (num_classes or 2) <= 2
+        self.task = Task.of(task, num_classes)
         self.make_optimizer = make_optimizer
         self.penalty = penalty
         #: The epoch's (loss x n, penalty x n, n), summed on the training device: no sync a step.
@@ -78,22 +57,11 @@ class TrainingModule(pl.LightningModule):
     def forward(self, x):
         return self.model(x)
 
-    def loss_and_prediction(self, out, y):
-        """The data loss, and what the metrics compare with ``y``."""
-        if self.task == "regression":
-            out = out.squeeze(-1)
-            return nn.functional.mse_loss(out, y), out
-        if self.binary:
-            out = out.squeeze(-1)
-            loss = nn.functional.binary_cross_entropy_with_logits(out, y.to(out.dtype))
-            return loss, (out > 0).long()
-        return nn.functional.cross_entropy(out, y), out.argmax(dim=-1)
-
     def training_step(self, batch, batch_idx):
         # Every tensor made here is made from one that is already on the training device
         # (``new_full``, ``as_tensor(device=...)``): a bare torch.tensor() would land on the CPU.
         x, y = batch
-        loss, _ = self.loss_and_prediction(self(x), y)
+        loss = self.task.loss(self(x), y)
         penalty = self.penalty(self.model) if self.penalty is not None else None
         penalty = loss.new_zeros(()) if penalty is None else torch.as_tensor(penalty, device=loss.device)
         objective = loss + penalty
@@ -160,8 +128,7 @@ class TrainingModule(pl.LightningModule):
             return {}
         out = torch.cat([o for o, _ in outputs])
         y = torch.cat([t for _, t in outputs])
-        loss, prediction = self.loss_and_prediction(out, y)
-        values = {"loss": loss, **task_metrics(self.task, self.num_classes, prediction, y)}
+        values = {"loss": self.task.loss(out, y), **self.task.metrics(self.task.prediction(out), y)}
         return {f"{stage}/{k}": v for k, v in values.items()}
 
     def on_fit_start(self):

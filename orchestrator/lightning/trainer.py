@@ -8,7 +8,7 @@ import os
 import sys
 import time
 import warnings
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 import pytorch_lightning as pl
 import torch
@@ -30,8 +30,11 @@ from .distributed import (
     worker_rank,
 )
 from .interrupt import CheckpointOnInterrupt
-from .logger import BufferedMLFlowLogger, _NoLogger
+from .logger import RunLogger, _NoLogger
 from .module import TrainingModule
+
+if TYPE_CHECKING:
+    from ..tracking_api import TrackedRun
 
 
 @contextlib.contextmanager
@@ -104,7 +107,8 @@ def use_tf32(trainer: pl.Trainer, enabled: bool) -> Optional[Callable[[], None]]
 
 
 class Training:
-    """The Trainer and what it trains, built (and so checked) before the MLflow run opens."""
+    """The Trainer and what it trains, built (and so checked) before the run opens; the run's
+    logger is given to the Trainer when :meth:`run` is called with the run."""
 
     def __init__(
         self,
@@ -117,7 +121,6 @@ class Training:
         trainer_args: dict,
         callbacks: list,
         seed: int,
-        tracking_uri: str,
         output_dir: str,
         flush_seconds: float = 10.0,
         tf32: bool = True,
@@ -138,9 +141,7 @@ class Training:
         if trainer_args.get("strategy") == STRATEGY_NAME:  # an instance: no global registry entry
             trainer_args["strategy"] = LoopbackDDPStrategy()
             self._environment = prepare_environment()
-        self.logger = None if worker_rank() else BufferedMLFlowLogger(
-            tracking_uri=tracking_uri, flush_seconds=flush_seconds
-        )
+        self.flush_seconds = flush_seconds
         self.module = TrainingModule(model, splits.task, splits.num_classes, make_optimizer, penalty)
         self.data = TensorDataModule(splits, batch_size, seed)
         self.tf32 = tf32
@@ -149,7 +150,7 @@ class Training:
         self.on_interrupt = CheckpointOnInterrupt(self.checkpoint_path)
         try:
             self.trainer = pl.Trainer(
-                logger=self.logger or False,
+                logger=False,  # the run's logger comes with the run, in run()
                 callbacks=[self.timings, self.on_interrupt, *callbacks],
                 default_root_dir=output_dir,
                 **trainer_args,
@@ -160,10 +161,11 @@ class Training:
         if isinstance(self.trainer.strategy, LoopbackDDPStrategy) and not worker_rank():
             self.watch = RankWatch(self.trainer.world_size)
 
-    def run(self, run_id: Optional[str], resume_from: Optional[str] = None,
+    def run(self, run: Optional[TrackedRun], resume_from: Optional[str] = None,
             abort: Optional[Callable[[str], None]] = None) -> dict[str, float]:
         """Fit (from ``resume_from``, a checkpoint, if given), validate each epoch, test once,
-        logging into run ``run_id``; return the final metrics (train, val and test).
+        logging metric points into ``run`` (None: log nothing, as DDP ranks other than zero do);
+        return the final metrics (train, val and test).
 
         Under DDP, rank zero starts the other ranks here, and a failure of any rank ends every
         rank: rank zero kills the others when it fails, and raises :class:`RankFailed` when
@@ -173,9 +175,9 @@ class Training:
         import signal
         import threading
 
-        if self.logger is not None:
-            self.logger._run_id = run_id
-        trainer, logger, timings, watch = self.trainer, self.logger or _NoLogger(), self.timings, self.watch
+        logger = RunLogger(run, self.flush_seconds) if run is not None else _NoLogger()
+        self.trainer.loggers = [logger] if run is not None else []
+        trainer, timings, watch = self.trainer, self.timings, self.watch
         handlers = {}
         if threading.current_thread() is threading.main_thread():
             handle = self.on_interrupt.handle
