@@ -23,10 +23,6 @@ from .errors import OrchestratorError
 from .plugins import Catalog, get_catalog
 
 CONF_DIR = conf_dir()  # Hydra's primary config folder; orchestrator.config.compose() uses it too
-# ${orchestrator.pid:} in output folder names keeps processes started in the same instant apart.
-# Cached, like ${now:}: Hydra copies the launching process's cache into every job's config, so
-# jobs in a parallel launcher's workers see the launcher's pid, not their own.
-OmegaConf.register_new_resolver("orchestrator.pid", os.getpid, replace=True, use_cache=True)
 
 
 def fail(error: OrchestratorError) -> None:
@@ -335,6 +331,10 @@ def _is_yaml_option(catalog: Catalog, group: str, name: str) -> bool:
 
 def main() -> None:
     args = sys.argv[1:]
+    # The launching process's pid in output folder names (conf/config.yaml) keeps processes
+    # started in the same instant apart; the jobs it starts (a launcher's workers, DDP ranks)
+    # inherit it, so they find the same folder.
+    os.environ["ORCHESTRATOR_LAUNCH_ID"] = str(os.getpid())
     if args[:1] == ["new-plugin"]:
         from .scaffold import main as new_plugin
 

@@ -14,6 +14,8 @@ from .schema import check
 
 #: The config groups that plugins fill, in the order they are built.
 GROUPS = ("data", "model", "optimizer", "regularizer")
+#: The same groups in reading order: run names (``cnn-adam-none-digits``), sweep summaries.
+READING_ORDER = ("model", "optimizer", "regularizer", "data")
 
 #: Kinds of input a data plugin yields: ``tabular`` is ``x`` of shape (n, features);
 #: ``image`` is ``x`` of shape (n, channels, height, width).

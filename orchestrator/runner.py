@@ -115,8 +115,10 @@ def prepare(cfg: DictConfig, catalog: Catalog, uri: Optional[str] = None, output
 
 def default_run_name(cfg: DictConfig) -> str:
     """``tracking.run_name``, or ``<model>-<optimizer>-<regularizer>-<data>``."""
-    groups = ("model", "optimizer", "regularizer", "data")
-    return cfg.tracking.run_name or "-".join(str(cfg[g]._name_) if cfg.get(g) is not None else "?" for g in groups)
+    from .components import READING_ORDER
+
+    return cfg.tracking.run_name or "-".join(
+        str(cfg[g]._name_) if cfg.get(g) is not None else "?" for g in READING_ORDER)
 
 
 def run(

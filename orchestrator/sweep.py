@@ -26,13 +26,14 @@ from typing import TYPE_CHECKING, Any, Optional
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from .components import READING_ORDER
 from .lifecycle import FINISHED, RUNNING
 
 if TYPE_CHECKING:
     from .tracking_api import RunRecord, Tracker
 
 #: Columns of the summary, in reading order.
-CHOICES = ("model", "optimizer", "regularizer", "data")
+CHOICES = READING_ORDER
 
 PARENT_FILE = Path(".orchestrator") / "parent.json"
 #: Set in the launching process when a sweep ends: how many of its jobs failed.
@@ -149,7 +150,7 @@ class SweepHooks(Callback):
         from .plugins import get_catalog
         from .tracking_api import open_tracker
 
-        # Resolving the folder here caches ${now:} and ${orchestrator.pid:}; Hydra hands that
+        # Resolving the folder here caches ${now:}; Hydra hands that
         # cache to every job, so jobs in other processes find the same folder.
         sweep_dir = str(config.hydra.sweep.dir)
         overrides = list(config.hydra.overrides.task)
@@ -158,7 +159,7 @@ class SweepHooks(Callback):
         launcher = str(OmegaConf.select(config, "hydra.launcher._target_", default="")).rsplit(".", 1)[-1]
         sweeper = str(OmegaConf.select(config, "hydra.sweeper._target_", default="")).rsplit(".", 1)[-1]
         name = ("sweep " + " ".join(overrides))[:240] if overrides else "sweep"
-        params = {"sweep.overrides": " ".join(overrides)[:6000]}
+        params = {"sweep.overrides": " ".join(overrides)}  # the tracker fits values to its store
         # Named after the key without Hydra's +, ++ or ~ prefix (MLflow refuses a "+" in a key).
         params.update({f"sweep.{k.lstrip('+~')}": v for k, v in (o.split("=", 1) for o in overrides if "=" in o)})
         parent = tracker.open_sweep(config.tracking.experiment, name, {

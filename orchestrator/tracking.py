@@ -19,6 +19,13 @@ from typing import Mapping, Optional, Sequence, Union
 
 MLRUNS = "mlruns"
 
+# MLflow's limits (mlflow.utils.validation), named once: what one log_batch call may carry, and
+# the longest param value and tag value a store accepts.
+MAX_METRICS_PER_BATCH = 1000
+MAX_PARAMS_PER_BATCH = 100
+MAX_PARAM_LENGTH = 6000
+MAX_TAG_LENGTH = 5000
+
 
 def resolve_uri(uri: Optional[str] = None, root: Optional[Path] = None) -> str:
     """The tracking URI: ``uri`` if given, else ``MLFLOW_TRACKING_URI``, else SQLite at
@@ -104,8 +111,8 @@ def write_points(client, run_id: str, points: Sequence[tuple[str, float, int, in
     1000 (MLflow's limit): a point costs a SQLite store about 0.1 ms, a call far more."""
     from mlflow.entities import Metric
 
-    for start in range(0, len(points), 1000):
-        chunk = points[start : start + 1000]
+    for start in range(0, len(points), MAX_METRICS_PER_BATCH):
+        chunk = points[start : start + MAX_METRICS_PER_BATCH]
         client.log_batch(run_id, metrics=[Metric(k, v, t, s) for k, v, t, s in chunk])
 
 
@@ -216,13 +223,13 @@ class MLflowRun:
     def set_tags(self, tags: Mapping[str, str]) -> None:
         from mlflow.entities import RunTag
 
-        self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)[:5000]) for k, v in tags.items()])
+        self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)[:MAX_TAG_LENGTH]) for k, v in tags.items()])
 
     def log_params(self, params: Mapping[str, str]) -> None:
         from mlflow.entities import Param
 
-        items = [Param(k, str(v)[:6000]) for k, v in params.items()]
-        for start in range(0, len(items), 100):
+        items = [Param(k, str(v)[:MAX_PARAM_LENGTH]) for k, v in params.items()]
+        for start in range(0, len(items), MAX_PARAMS_PER_BATCH):
             self.client.log_batch(self.run_id, params=items[start : start + 100])
 
     def log_metrics(self, metrics: Mapping[str, float], step: int = 0) -> None:
@@ -280,7 +287,7 @@ class MLflowRun:
 
         if error is not None:
             try:
-                self.client.set_tag(self.run_id, "error", describe(error)[:5000])
+                self.client.set_tag(self.run_id, "error", describe(error)[:MAX_TAG_LENGTH])
                 self.client.log_text(self.run_id, report(error), "error.txt")
             except Exception:  # the store itself may be what failed; still end the run
                 pass
