@@ -87,6 +87,12 @@ def crashed(error: Exception, output_dir: str) -> None:
     if run is not None:
         where += f" and in run {run[1]} (artifact error.txt, store {run[0]}), which is FAILED"
     first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    if "orchestrator.lightning" in sys.modules:  # imported once training began
+        from .lightning import RankFailed
+
+        if isinstance(error, RankFailed):  # a process died or failed: not a bug to report
+            print(f"Error: {first} {where}.", file=sys.stderr)
+            sys.exit(1)
     print(f"Error: training failed with an unexpected {type(error).__name__}: {first} This is not a "
           f"problem with your settings but a bug, in the framework or in a plugin. {where}.",
           file=sys.stderr)
