@@ -103,12 +103,7 @@ def settings_for(group: str, node: DictConfig, provided: "Provided") -> Any:
     schema = provided.component.schema
     option = f"{group}={provided.component.name}"
     known = [f.name for f in dataclasses.fields(schema)]
-    for key in values:  # added with +group.key=...
-        if key not in known:
-            raise OrchestratorError(
-                f"{group}.{key} is not a setting{closest(key, known)}. Settings of {option}: "
-                f"{', '.join(known) or 'none'}."
-            )
+    refuse_unknown_keys(group, values, known, option)  # added with +group.key=...
     try:
         settings = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), values))
     except OmegaConfBaseException as error:
@@ -120,6 +115,16 @@ def settings_for(group: str, node: DictConfig, provided: "Provided") -> Any:
         ) from None
     check_rules(settings, group)
     return settings
+
+
+def refuse_unknown_keys(prefix: str, values: dict, known: list[str], where: str) -> None:
+    """Refuse a key of ``values`` that is not one of ``known``, naming the closest."""
+    for key in values:
+        if key not in known:
+            raise OrchestratorError(
+                f"{prefix}.{key} is not a setting{closest(key, known)}. Settings of {where}: "
+                f"{', '.join(known) or 'none'}."
+            )
 
 
 def check_fractions(data: Any) -> None:
@@ -219,12 +224,7 @@ def check_top_level(cfg: DictConfig) -> tuple[TrackingConfig, SweepConfig]:
         node = cfg.get(key)
         values = OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else {}
         known = [f.name for f in dataclasses.fields(schema)]
-        for name in values:
-            if name not in known:
-                raise OrchestratorError(
-                    f"{key}.{name} is not a setting{closest(name, known)}. Settings of {key}: "
-                    f"{', '.join(known)}."
-                )
+        refuse_unknown_keys(key, values, known, key)
         try:
             settings = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), values))
         except OmegaConfBaseException as error:
