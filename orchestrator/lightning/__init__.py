@@ -9,7 +9,7 @@
 - :mod:`.logger`: metric points to the run, in batches.
 
 Importing it changes no global state: warning filters apply inside a run only, and the DDP
-strategy is passed to the Trainer as an instance, not registered by name.
+strategy is Lightning's own DDP, whose process group is opened here first (loopback only).
 """
 
 from .data import TensorBatches, TensorDataModule

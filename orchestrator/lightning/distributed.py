@@ -17,9 +17,8 @@ import time
 from typing import Callable, Optional
 
 import torch
-from pytorch_lightning.strategies import DDPStrategy
-
-#: The name the trainer presets use for :class:`LoopbackDDPStrategy`.
+#: The strategy name the trainer presets use: Lightning's DDP, with the rendezvous on loopback
+#: (:func:`join_process_group`) and the ranks started here (:class:`RankWatch`).
 STRATEGY_NAME = "ddp_loopback"
 
 
@@ -39,24 +38,24 @@ def rank_error_file(rank: int) -> Optional[str]:
     return f"{rendezvous}.rank{rank}.error" if rendezvous else None
 
 
-class LoopbackDDPStrategy(DDPStrategy):
-    """DDP whose rendezvous stays on this machine's loopback: a file store replaces torch's TCP
-    store, which listens on every network interface even when told 127.0.0.1."""
+def join_process_group(trainer) -> None:
+    """Open the process group through the file rendezvous before Lightning would open its own
+    with torch's TCP store (which listens on every interface even when told 127.0.0.1):
+    Lightning finds it open and uses it. Called by every rank, right before fitting."""
+    import datetime
 
-    def setup_distributed(self) -> None:
-        from lightning_fabric.utilities.seed import reset_seed
-
-        reset_seed()
-        self.set_world_ranks()
-        self._process_group_backend = self._get_process_group_backend()
-        if not torch.distributed.is_initialized():
-            torch.distributed.init_process_group(
-                self._process_group_backend,
-                init_method=f"file://{os.environ['ORCHESTRATOR_RENDEZVOUS']}",
-                rank=self.global_rank,
-                world_size=self.world_size,
-                timeout=self._timeout,
-            )
+    if torch.distributed.is_initialized():
+        return
+    device = trainer.strategy.root_device
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    torch.distributed.init_process_group(
+        "nccl" if device.type == "cuda" else "gloo",
+        init_method=f"file://{os.environ['ORCHESTRATOR_RENDEZVOUS']}",
+        rank=int(os.environ.get("LOCAL_RANK", "0")),
+        world_size=trainer.num_devices * trainer.num_nodes,
+        timeout=datetime.timedelta(minutes=30),
+    )
 
 
 def prepare_environment() -> dict[str, Optional[str]]:

@@ -20,10 +20,10 @@ from ..errors import Interrupted, OrchestratorError
 from .data import TensorDataModule
 from .distributed import (
     STRATEGY_NAME,
-    LoopbackDDPStrategy,
     RankFailed,
     RankWatch,
     end_process_group,
+    join_process_group,
     prepare_environment,
     rank_error_file,
     restore_environment,
@@ -138,8 +138,9 @@ class Training:
         check_trainer_names(trainer_args, accepted=inspect.signature(pl.Trainer).parameters)
         self.watch: Optional[RankWatch] = None
         self._environment: dict = {}
-        if trainer_args.get("strategy") == STRATEGY_NAME:  # an instance: no global registry entry
-            trainer_args["strategy"] = LoopbackDDPStrategy()
+        distributed = trainer_args.get("strategy") == STRATEGY_NAME
+        if distributed:  # Lightning's own DDP, in processes started here, on loopback only
+            trainer_args["strategy"] = "ddp"
             self._environment = prepare_environment()
         self.flush_seconds = flush_seconds
         self.module = TrainingModule(model, splits.task, splits.num_classes, make_optimizer, penalty)
@@ -158,7 +159,8 @@ class Training:
         except Exception as error:  # Lightning's MisconfigurationException, TypeError, ValueError
             restore_environment(self._environment)
             raise OrchestratorError(f"The trainer settings are refused by Lightning: {error}") from None
-        if isinstance(self.trainer.strategy, LoopbackDDPStrategy) and not worker_rank():
+        self.distributed = distributed
+        if distributed and not worker_rank():
             self.watch = RankWatch(self.trainer.world_size)
 
     def run(self, run: Optional[TrackedRun], resume_from: Optional[str] = None,
@@ -188,6 +190,8 @@ class Training:
             if watch is not None:
                 watch.abort = abort
                 watch.start()
+            if self.distributed:
+                join_process_group(trainer)
             with quiet_lightning():
                 try:
                     trainer.fit(self.module, datamodule=self.data, ckpt_path=resume_from)
