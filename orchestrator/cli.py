@@ -74,12 +74,12 @@ def crashed(error: Exception, output_dir: str) -> None:
     """An unexpected error (a bug, here or in a plugin): one paragraph saying what happened and
     where the full traceback is, exit status 1. The MLflow run, if one was open, is FAILED
     with the error as its ``error`` tag and the traceback as its ``error.txt`` artifact."""
-    import traceback
+    from .lifecycle import report
 
     path = Path(output_dir) / "traceback.txt"
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text("".join(traceback.format_exception(type(error), error, error.__traceback__)))
+        path.write_text(report(error))  # the same text the run's error.txt holds
         where = f"The full traceback is in {path}"
     except OSError:
         where = "The traceback could not be written"
@@ -122,7 +122,7 @@ def check_chosen_options(catalog: Catalog, args: list[str]) -> None:
         if not sep or key not in GROUPS or "(" in value:  # choice(...), glob(...): Hydra's to expand
             continue
         for name in value.split(","):
-            if name and name not in catalog.options[key] and not _is_yaml_option(catalog, key, name):
+            if name and name not in catalog.options[key] and not catalog.has_yaml_option(key, name):
                 note = catalog.failure_note(key, name)
                 if note:
                     raise OrchestratorError(
@@ -181,10 +181,11 @@ def _holds_reserved_key(value: Any) -> bool:
     return False
 
 
-def refuse_targets(args: list[str]) -> None:
+def refuse_targets(parsed: list[tuple[str, Any]]) -> None:
     """No override may name code to import: components are chosen by registered name only.
-    Refused: a key with a segment such as ``_target_``, or a dict or list value holding one."""
-    for arg, override in parsed_overrides(args):
+    Refused: a key with a segment such as ``_target_``, or a dict or list value holding one.
+    ``parsed``: :func:`parsed_overrides` of the command line."""
+    for arg, override in parsed:
         segments = override.key_or_group.split(".") + (override.package or "").split(".")
         try:
             value = override.value()
@@ -210,15 +211,15 @@ def _sweep_values(override) -> list[str]:
     return [str(override.value())]
 
 
-def refuse_settings_some_options_lack(catalog: Catalog, args: list[str]) -> None:
+def refuse_settings_some_options_lack(catalog: Catalog, args: list[str], parsed: list[tuple[str, Any]]) -> None:
     """In a sweep, a setting of a group (``model.degree=...``) that some of the swept options
     do not have would fail those jobs one by one after the sweep started: refuse the sweep
-    before any job starts and before any run is opened, naming the jobs concerned."""
-    import itertools
+    before any job starts and before any run is opened, naming the jobs concerned (numbered
+    as Hydra's basic sweeper numbers them)."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 
     if not is_multirun(args):
         return
-    parsed = parsed_overrides(args)
     chosen: dict[str, list[str]] = {}
     for _, override in parsed:
         if override.key_or_group in GROUPS and override.package is None:
@@ -243,11 +244,14 @@ def refuse_settings_some_options_lack(catalog: Catalog, args: list[str]) -> None
                 lacking.append(name)
         if not lacking:
             continue
-        sweeps = [[f"{o.get_key_element()}={v}" for v in _sweep_values(o)] for _, o in parsed
-                  if o.is_sweep_override() and "hydra" not in o.key_or_group]
-        jobs = [(n, " ".join(job)) for n, job in enumerate(itertools.product(*sweeps))
-                if any(f"{group}={name}" in job for name in lacking) or group not in dict(
-                    (o.key_or_group, 1) for _, o in parsed if o.is_sweep_override())]
+        task = [o for _, o in parsed if not o.key_or_group.startswith("hydra")]
+        try:
+            (every_job,) = BasicSweeper.split_arguments(task, max_batch_size=None)
+        except Exception:  # interval(...) and the like: a search's sweeper expands those
+            return
+        swept = {o.key_or_group for o in task if o.is_sweep_override()}
+        jobs = [(n, " ".join(job)) for n, job in enumerate(every_job)
+                if group not in swept or any(f"{group}={name}" in job for name in lacking)]
         shown = "; ".join(f"job {n}: {text}" for n, text in jobs[:5]) + (" ..." if len(jobs) > 5 else "")
         lacks = ", ".join(f"{group}={name}" for name in lacking)
         raise OrchestratorError(
@@ -281,7 +285,7 @@ def diagnose(catalog: Catalog, args: list[str], error: Exception) -> Orchestrato
             key, _, value = arg.lstrip("+~").partition("=")
             for name in value.split(","):
                 if key in catalog.options and name and name not in catalog.options[key] \
-                        and not _is_yaml_option(catalog, key, name):
+                        and not catalog.has_yaml_option(key, name):
                     try:
                         catalog.get(key, name)
                     except OrchestratorError as unknown:  # with the choices and the closest name
@@ -319,22 +323,6 @@ def diagnose(catalog: Catalog, args: list[str], error: Exception) -> Orchestrato
     )
 
 
-def _is_yaml_option(catalog: Catalog, group: str, name: str) -> bool:
-    from importlib import resources
-
-    for place in [str(CONF_DIR), *catalog.search_paths]:
-        if place.startswith("pkg://"):
-            try:
-                root = resources.files(place[len("pkg://") :].replace("/", "."))
-            except (ModuleNotFoundError, TypeError):
-                continue
-        else:
-            root = Path(place.removeprefix("file://"))
-        if root.joinpath(group, f"{name}.yaml").is_file():
-            return True
-    return False
-
-
 def main() -> None:
     args = sys.argv[1:]
     # The launching process's pid in output folder names (conf/config.yaml) keeps processes
@@ -361,10 +349,11 @@ def main() -> None:
             sys.exit(plugins_command(args[1:], catalog, seconds))
         for failure in catalog.failures:
             print(f"Warning: {failure}", file=sys.stderr)
-        refuse_targets(args)
+        parsed = parsed_overrides(args)
+        refuse_targets(parsed)
         refuse_ddp_sweeps(args)
         check_chosen_options(catalog, args)
-        refuse_settings_some_options_lack(catalog, args)
+        refuse_settings_some_options_lack(catalog, args, parsed)
         catalog.register_with_hydra()
     except OrchestratorError as error:
         fail(error)

@@ -146,6 +146,7 @@ def run(
     resume_id = str(cfg.resume) if cfg.get("resume") else None
 
     # 1. Prepare.
+    tracker = None
     try:
         # The config alone, before torch, Lightning or the tracker is imported. A resumed run's
         # config is the recorded one: checked by prepare() once it is read.
@@ -160,7 +161,7 @@ def run(
         prepared = prepare(cfg, catalog, output_dir=output_dir, checked=checked)
     except OrchestratorError as refused:
         if parent_run_id:  # a sweep's job: the sweep's summary names the refused job
-            refusal = open_tracker(hooks, cfg.tracking.uri).start_run(
+            refusal = (tracker or open_tracker(hooks, cfg.tracking.uri)).start_run(
                 cfg.tracking.experiment, default_run_name(cfg), dict(extra_tags or {}), parent_run_id)
             refusal.end(final_status(refused), refused)
         raise

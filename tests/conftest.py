@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -44,6 +45,24 @@ def all_runs(uri: str):
     client = mlflow.MlflowClient(uri)
     experiments = [e.experiment_id for e in client.search_experiments(view_type=ViewType.ALL)]
     return client.search_runs(experiments, run_view_type=ViewType.ALL, max_results=10000)
+
+
+def make_distribution(site: Path, name: str, version: str, entry_points: dict[str, str],
+                      modules: dict[str, str] | None = None) -> None:
+    """Install a distribution by hand: its modules and a dist-info folder in ``site``."""
+    for relative, text in (modules or {}).items():
+        path = site / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text))
+    info = site / f"{name.replace('-', '_')}-{version}.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
+    lines = "".join(f"{ep} = {target}\n" for ep, target in entry_points.items())
+    (info / "entry_points.txt").write_text(f"[orchestrator]\n{lines}")
+
+
+def with_site(site: Path, **extra) -> dict:
+    return {"PYTHONPATH": str(site), "ORCHESTRATOR_DISABLE_PLUGIN_AUTOLOAD": "0", **extra}
 
 
 def store_uri(directory: Path) -> str:

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from conftest import all_runs, cli, store_uri
+from conftest import all_runs, cli, make_distribution, store_uri
 from servers import descendants, listening_addresses
 
 
@@ -118,11 +118,7 @@ def add_callbacks(cfg):
 
 def _breaker_plugin(root):
     """A throwaway installed distribution whose callback raises in rank 1 only."""
-    (root / "rank_breaker.py").write_text(BREAKER)
-    info = root / "rank_breaker-1.0.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: rank-breaker\nVersion: 1.0\n")
-    (info / "entry_points.txt").write_text("[orchestrator]\nrank_breaker = rank_breaker\n")
+    make_distribution(root, "rank-breaker", "1.0", {"rank_breaker": "rank_breaker"}, {"rank_breaker.py": BREAKER})
 
 
 def _start_ddp(tmp_path, env_extra=None, epochs=400):

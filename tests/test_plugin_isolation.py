@@ -23,6 +23,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import make_distribution
+
 #: Every broken plugin also offers this option, so a test can see that none of its options
 #: survives, not only the broken one.
 GOOD = '''
@@ -150,11 +152,7 @@ def names_of(kind: str) -> tuple[str, str]:
 def make_broken(site: Path, kind: str) -> tuple[str, str]:
     """Install the broken plugin of ``kind`` in ``site``; return (entry point, distribution)."""
     name, dist = names_of(kind)
-    (site / f"{name}.py").write_text(source_of(kind))
-    info = site / f"{dist.replace('-', '_')}-1.0.dist-info"
-    info.mkdir(parents=True)
-    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 1.0\n")
-    (info / "entry_points.txt").write_text(f"[orchestrator]\n{name} = {name}\n")
+    make_distribution(site, dist, "1.0", {name: name}, {f"{name}.py": source_of(kind)})
     return name, dist
 
 
@@ -256,10 +254,7 @@ def test_every_broken_plugin_at_once_next_to_a_working_one(site, tmp_path):
         def register_components():
             return [Optimizer("fine", Config, lambda cfg, params: None, "A working plugin's optimizer.")]
         '''))
-    info = site / "fine_dist-1.0.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: fine-dist\nVersion: 1.0\n")
-    (info / "entry_points.txt").write_text("[orchestrator]\nfine = fine_plugin\n")
+    make_distribution(site, "fine-dist", "1.0", {"fine": "fine_plugin"})
     code = ("import sys; sys.argv = ['orchestrator', 'plugins']\n"
             "from orchestrator.cli import main\n"
             "try:\n    main()\nexcept SystemExit as e:\n    assert not e.code, e.code\n"

@@ -11,9 +11,8 @@ import sys
 
 import mlflow
 
-from conftest import all_runs, cli, store_uri
+from conftest import all_runs, cli, make_distribution, store_uri, with_site
 from test_reliability import wait_for_training
-from test_third_party import make_distribution, with_site
 
 PLUGIN = """
 import os

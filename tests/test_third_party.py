@@ -6,29 +6,14 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
 
-from conftest import all_runs, cli, store_uri
+from conftest import all_runs, cli, make_distribution, store_uri, with_site
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "orchestrator-mlp"
-
-
-def make_distribution(site: Path, name: str, version: str, entry_points: dict[str, str],
-                      modules: dict[str, str] | None = None) -> None:
-    """Install a distribution by hand: its modules and a dist-info folder in ``site``."""
-    for relative, text in (modules or {}).items():
-        path = site / relative
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(textwrap.dedent(text))
-    info = site / f"{name.replace('-', '_')}-{version}.dist-info"
-    info.mkdir(parents=True)
-    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
-    lines = "".join(f"{ep} = {target}\n" for ep, target in entry_points.items())
-    (info / "entry_points.txt").write_text(f"[orchestrator]\n{lines}")
 
 
 @pytest.fixture
@@ -37,10 +22,6 @@ def site(tmp_path):
     folder = tmp_path / "site"
     folder.mkdir()
     return folder
-
-
-def with_site(site: Path, **extra) -> dict:
-    return {"PYTHONPATH": str(site), "ORCHESTRATOR_DISABLE_PLUGIN_AUTOLOAD": "0", **extra}
 
 
 @pytest.fixture

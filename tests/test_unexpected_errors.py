@@ -7,8 +7,7 @@ from __future__ import annotations
 import mlflow
 import pytest
 
-from conftest import all_runs, cli, store_uri
-from test_third_party import make_distribution, with_site
+from conftest import all_runs, cli, make_distribution, store_uri, with_site
 
 BUGGY = """
 from dataclasses import dataclass
