@@ -2,8 +2,8 @@
 
     python -m bench.gpu_check [--parts bench,commands,matrix] [--quick] [--device cuda|cpu] [--json FILE]
 
-Prepare a GPU machine with ``bench/gpu_setup.sh`` (it prints what to run there). Parts (default all
-three, about 5 minutes on one H100; ``--quick``: tiny sizes, fp32 only, bench only):
+Prepare a GPU machine with ``bench/gpu_setup.sh`` (it prints what to run there). Parts (default all,
+about 5 minutes on one H100; ``--quick``: tiny sizes, fp32 only, bench only):
 
   bench     the CNN on scikit-learn's 8x8 digits (``model=cnn data=digits optimizer=adam``) and a
             CNN on 60,000 synthetic 1x28x28 images of 10 classes (``data=bench_images``, registered
@@ -14,11 +14,15 @@ three, about 5 minutes on one H100; ``--quick``: tiny sizes, fp32 only, bench on
             in process, what ``python -m orchestrator`` calls. Printed: samples/s (training samples
             x epochs / fit seconds), framework/hand, peak GPU memory, both test accuracies and
             whether they agree; targets on the big task: framework >= 0.9 x hand, mixed >= fp32.
+  syncs     where the framework's fit and test of the digits CNN wait for the GPU: torch's sync debug
+            mode counts every synchronizing call, by the line of orchestrator or Lightning code that
+            made it (GPU only).
   commands  issue #10's command list as ``python -m orchestrator`` processes (return code, wall time,
             MLflow run statuses; a hang past the timeout fails), then a GPU-trained model loaded with
             ``mlflow.pyfunc`` in a process that sees no GPU (``CUDA_VISIBLE_DEVICES=""``).
-  matrix    every built-in model x optimizer x regularizer in one ``-m`` sweep on the GPU and one on
-            the CPU (2 epochs): how many FINISHED, and whether each pair's test metrics agree.
+  matrix    every built-in model x optimizer x regularizer in one ``-m`` sweep on the GPU, in each
+            precision, and one on the CPU in fp32 at the same time (2 epochs): how many FINISHED, and
+            how far each GPU run's test metric is from its CPU run's.
 
 ``--device cpu`` runs it all on the CPU (``trainer=cpu``, ``ddp_cpu``); with the default ``cuda`` a
 machine without a GPU says so and exits 0. Exit status 1: the two ways disagree on accuracy, a
@@ -46,16 +50,20 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DO_NOT_TRACK", "true")
 from orchestrator import Data, DataConfig, Dataset, check, hookimpl  # noqa: E402
 
-PARTS = ("bench", "commands", "matrix")
+PARTS = ("bench", "syncs", "commands", "matrix")
 PRECISIONS = ("32-true", "16-mixed", "bf16-mixed")
 AGREE = 0.02  # test accuracies this close are one result (same device); 0.03 across devices
-BIG = "images28"
+BIG = ("images28", "images28w")
 #: name -> (overrides, epochs, epochs with --quick)
 TASKS = {
     "digits": (["model=cnn", "data=digits", "optimizer=adam"], 20, 1),
-    BIG: (["model=cnn", "data=bench_images", "optimizer=adam", "optimizer.batch_size=256",
-           "model.channels1=32", "model.channels2=64", "model.hidden=128"], 5, 1),
+    "images28": (["model=cnn", "data=bench_images", "optimizer=adam", "optimizer.batch_size=256",
+                  "model.channels1=32", "model.channels2=64", "model.hidden=128"], 5, 1),
+    # wide enough that the GPU's work, not the Python of either loop, sets the pace of a step
+    "images28w": (["model=cnn", "data=bench_images", "optimizer=adam", "optimizer.batch_size=1024",
+                   "model.channels1=128", "model.channels2=512", "model.hidden=1024"], 5, 1),
 }
+TASKS_QUICK = ("digits", "images28")
 #: (name, arguments of `python -m orchestrator`, timeout in seconds), written for a GPU
 COMMANDS = [
     ("cnn", ["model=cnn", "optimizer=adam", "trainer=gpu"], 120),
@@ -66,6 +74,9 @@ COMMANDS = [
     ("sweep", ["-m", "model=linear,logistic", "optimizer=gd,adam", "trainer=gpu"], 180),
     ("ddp", ["model=cnn", "optimizer=adam", "trainer=ddp", "trainer.max_epochs=3"], 120),
 ]
+
+
+SELECTED_COMMANDS: list[str] = []  # --commands
 
 
 @dataclass
@@ -140,7 +151,8 @@ def tf32_in_fit(cfg, device) -> bool:
 
 
 def hand(cfg, found, device, precision: str) -> dict:
-    """(a) the loop a user would write: same data, model, initial weights and batch order."""
+    """(a) the loop a user would write: same data, model, initial weights and batch order, and the
+    same validation pass each epoch (the framework's val/loss and val/accuracy)."""
     import torch
 
     from orchestrator.runner import prepare
@@ -155,6 +167,7 @@ def hand(cfg, found, device, precision: str) -> dict:
     fresh(device)
     start = time.perf_counter()
     x, y = torch.from_numpy(s.x_train).to(device), torch.from_numpy(s.y_train).to(device)
+    xv, yv = torch.from_numpy(s.x_val).to(device), torch.from_numpy(s.y_val).to(device)
     optimizer = p.training.module.make_optimizer(model.to(device).parameters())
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "16-mixed")
     generator = torch.Generator().manual_seed(int(cfg.seed))  # the framework's batch order
@@ -169,6 +182,10 @@ def hand(cfg, found, device, precision: str) -> dict:
             scaler.scale(loss).backward()
             scaler.step(optimizer)
             scaler.update()
+        model.eval()  # the validation pass the framework makes each epoch: loss and accuracy, read once
+        with torch.no_grad(), torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+            out = torch.cat([model(xv[i : i + 8192]) for i in range(0, len(xv), 8192)])
+            [float(v) for v in (torch.nn.functional.cross_entropy(out, yv), (out.argmax(-1) == yv).float().mean())]
     if device.type == "cuda":
         torch.cuda.synchronize()
     seconds = time.perf_counter() - start
@@ -224,7 +241,9 @@ def bench(device, quick: bool, tmp: Path) -> tuple[list[dict], bool]:
           + "\n" + "-" * len(header), flush=True)
     rows, fp32 = [], None
     for task, (overrides, epochs, quick_epochs) in TASKS.items():
-        overrides = overrides + (["data.n_samples=2000"] if quick and task == BIG else [])
+        if quick and task not in TASKS_QUICK:
+            continue
+        overrides = overrides + (["data.n_samples=2000"] if quick and task in BIG else [])
         if not quick:  # one untimed epoch each, so that first-use costs (CUDA, cuDNN, kernels) are not timed
             warm = compose([*common, *overrides, "trainer.max_epochs=1"], found)
             attempt(hand, warm, found, device, "32-true"), attempt(framework, warm, found, device, tmp)
@@ -233,7 +252,7 @@ def bench(device, quick: bool, tmp: Path) -> tuple[list[dict], bool]:
                            f"trainer.max_epochs={quick_epochs if quick else epochs}"], found)
             a, b = attempt(hand, cfg, found, device, precision), attempt(framework, cfg, found, device, tmp)
             ratio = b["sps"] / a["sps"] if "error" not in a and "error" not in b else None
-            big, sps = task == BIG, b.get("sps")
+            big, sps = task in BIG, b.get("sps")
             fp32 = sps if big and precision == "32-true" else fp32
             r = {"task": task, "precision": precision, "epochs": cfg.trainer.max_epochs, "hand": a, "framework": b,
                  "tf32": precision == "32-true" and tf32_in_fit(cfg, device), "ratio": ratio,
@@ -251,6 +270,60 @@ def bench(device, quick: bool, tmp: Path) -> tuple[list[dict], bool]:
                 if "error" in result:
                     print(f"  {way}: {result['error']}", flush=True)
     return rows, all(r["agree"] for r in rows)
+
+
+def syncs(device, quick: bool, tmp: Path) -> tuple[dict, bool]:
+    """Host-device syncs in the framework's fit and test: torch's sync debug mode warns at each, and
+    each warning is counted at the innermost orchestrator or Lightning line above it."""
+    import logging
+    import math
+    import traceback
+    import warnings
+
+    import torch
+
+    from orchestrator.runner import prepare
+
+    if device.type != "cuda":
+        return {}, True
+    import pytorch_lightning  # noqa: F401  (its import sets its logger's level: quieten it after)
+
+    logging.getLogger("pytorch_lightning").setLevel(logging.WARNING)
+    found, epochs = catalog(), 4
+    cfg = compose([f"tracking.uri=sqlite:///{tmp}/mlruns/mlflow.db", "tracking.log_model=false", "tracking.plots=false",
+                   "trainer=gpu", "trainer.enable_progress_bar=false", *TASKS["digits"][0],
+                   f"trainer.max_epochs={epochs}"], found)
+    p = prepare(cfg, found, cfg.tracking.uri)
+    steps = math.ceil(len(p.splits.y_train) / p.training.data.batch_size) * epochs
+    where: Counter = Counter()
+
+    def count(message, category, filename, lineno, file=None, line=None):
+        if "synchroniz" not in str(message):
+            return
+        stack = [f for f in traceback.extract_stack()[:-1] if "/warnings.py" not in f.filename]
+        ours = [f for f in stack if any(p in f.filename for p in ("/orchestrator/", "/pytorch_lightning/", "/torchmetrics/"))]
+        at = lambda f: f"{Path(f.filename).parent.name}/{Path(f.filename).name}:{f.lineno}"
+        place = f"{at(stack[-1])}  {stack[-1].line}" if stack else "?"
+        if ours and ours[-1] is not stack[-1]:
+            place += f"  (from {at(ours[-1])})"
+        where[place] += 1
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        warnings.showwarning = count
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            result = attempt(framework, cfg, found, device, str(tmp))
+        finally:
+            torch.cuda.set_sync_debug_mode(0)
+    total = sum(where.values())
+    print(f"\nsyncs: the digits CNN (fp32, {epochs} epochs, {steps} training steps, then test): "
+          f"{total} synchronizing calls, {total / steps:.2f} a step; by place:", flush=True)
+    for place, n in where.most_common(12):
+        print(f"  {n:>5}  {place}")
+    if "error" in result:
+        print(f"  the run failed: {result['error']}")
+    return {"epochs": epochs, "steps": steps, "total": total, "where": dict(where), "run": result}, "error" not in result
 
 
 def spawn(args: list[str], cwd: Path, timeout: float, **env: str) -> tuple[int | None, float, str]:
@@ -293,6 +366,8 @@ def commands(device, quick: bool, tmp: Path) -> tuple[list[dict], bool]:
     print(f"\n{'command':<12} | {'rc':>4} | {'wall s':>6} | {'MLflow runs':<20} | arguments", flush=True)
     rows = []
     for i, (name, args, timeout) in enumerate([*COMMANDS, ("load on CPU", None, 120)]):
+        if SELECTED_COMMANDS and name not in SELECTED_COMMANDS and not (args is None and "cnn" in SELECTED_COMMANDS):
+            continue
         if device.type != "cuda" and "trainer.precision=16-mixed" in (args or []):
             continue  # no fp16 autocast on the CPU
         if args is None:  # load a model trained on the device where no GPU is visible
@@ -306,48 +381,81 @@ def commands(device, quick: bool, tmp: Path) -> tuple[list[dict], bool]:
             code, wall, out = spawn(["-m", "orchestrator", *args], cwd, timeout)
             text, statuses = " ".join(args), dict(Counter(r.info.status for r in runs_in(cwd)))
         ok = code == 0 and set(statuses) <= {"FINISHED"} and (bool(statuses) or args is None)
-        rows.append({"name": name, "command": text, "returncode": code, "wall": wall, "statuses": statuses, "ok": ok})
+        advice = "set_float32_matmul_precision" in out  # Lightning's advice when TF32 is left off
+        rows.append({"name": name, "command": text, "returncode": code, "wall": wall, "statuses": statuses, "ok": ok,
+                     "tf32_advice": advice})
         runs = ", ".join(f"{k} x{v}" for k, v in statuses.items()) or "-"
         print(f"{name:<12} | {'hang' if code is None else code:>4} | {wall:6.1f} | {runs:<20} | {text}"
+              + ("   (Lightning advised set_float32_matmul_precision)" if advice else "")
               + ("" if ok else f"   <- FAILED\n{out[-2000:]}"), flush=True)
     return rows, all(r["ok"] for r in rows)
 
 
 def matrix(device, quick: bool, tmp: Path) -> tuple[dict, bool]:
-    """Every built-in model x optimizer x regularizer: one sweep on the device, one on the CPU."""
+    """Every built-in model x optimizer x regularizer, 2 epochs: one sweep on the device (on a GPU
+    in each precision), one on the CPU in fp32 at the same time; each device run against its CPU run."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from orchestrator.plugins import get_catalog
 
     groups = ("model", "optimizer", "regularizer")
     names = {g: sorted(n for n, p in get_catalog().options[g].items() if p.plugin.distribution == "orchestrator")
              for g in groups}
-    key = lambda r: "/".join(r.data.tags.get(f"orchestrator.{g}", "?") for g in groups)
-    sweeps = {}
-    for trainer in dict.fromkeys(["gpu" if device.type == "cuda" else "cpu", "cpu"]):
+    combo = lambda r: "/".join(r.data.tags.get(f"orchestrator.{g}", "?") for g in groups)
+    precisions = PRECISIONS if device.type == "cuda" and not quick else ("32-true",)
+    plans = {"cpu": ["trainer=cpu", "trainer.precision=32-true"]}
+    if device.type == "cuda":
+        plans = {"gpu": ["trainer=gpu", f"trainer.precision={','.join(precisions)}"], **plans}
+
+    def sweep(trainer: str) -> dict:
         cwd = tmp / f"matrix-{trainer}"
         cwd.mkdir()
         code, wall, out = spawn(["-m", "orchestrator", "-m", *(f"{g}={','.join(names[g])}" for g in groups),
-                                 f"trainer={trainer}", "trainer.max_epochs=2", "tracking.plots=false"], cwd, 240)
-        runs = {key(r): r for r in runs_in(cwd) if "mlflow.parentRunId" in r.data.tags}
-        sweeps[trainer] = {"returncode": code, "wall": wall, "runs": runs, "tail": "" if code == 0 else out[-2000:]}
-    on_device, on_cpu = sweeps[next(iter(sweeps))]["runs"], sweeps["cpu"]["runs"]
-    differ = []
-    for k, r in on_device.items():
-        a, b = r.data.metrics, on_cpu[k].data.metrics if k in on_cpu else {}
-        metric = "test/accuracy" if "test/accuracy" in a else "test/loss"
-        if metric not in a or metric not in b:
-            differ.append(f"{k}: {metric} missing")
-        elif abs(a[metric] - b[metric]) > (0.03 if metric == "test/accuracy" else 0.05 * abs(b[metric]) + 1e-3):
-            differ.append(f"{k}: {metric} {a[metric]:.4g}, on the CPU {b[metric]:.4g}")
+                                 *plans[trainer], "trainer.max_epochs=2", "tracking.plots=false"], cwd, 300)
+        runs = {(combo(r), r.data.params.get("trainer.precision")): r for r in runs_in(cwd)
+                if "mlflow.parentRunId" in r.data.tags}
+        return {"returncode": code, "wall": wall, "runs": runs, "tail": "" if code == 0 else out[-2000:]}
+
+    with ThreadPoolExecutor(len(plans)) as pool:
+        sweeps = dict(zip(plans, pool.map(sweep, plans)))
+    on_cpu = sweeps["cpu"]["runs"]
     expected = len(names["model"]) * len(names["optimizer"]) * len(names["regularizer"])
-    finished = {t: sum(r.info.status == "FINISHED" for r in s["runs"].values()) for t, s in sweeps.items()}
-    print(f"\nmatrix, {expected} combinations x 2 epochs: FINISHED "
-          + ", ".join(f"{t} {n}/{expected} ({sweeps[t]['wall']:.0f} s)" for t, n in finished.items())
-          + f"; {len(differ)} differ from the CPU")
+    differ, report = [], {"expected": expected, "precisions": {}, "wall": {t: s["wall"] for t, s in sweeps.items()}}
+    print(f"\nmatrix: {expected} model x optimizer x regularizer combinations, 2 epochs each; "
+          + ", ".join(f"{t} sweep {s['wall']:.0f} s" for t, s in sweeps.items()))
+    print(f"{'trainer':<7} | {'precision':<10} | {'FINISHED':>8} | {'max |acc - cpu acc|':>19} | "
+          f"{'max |loss/cpu loss - 1|':>23} | {'differ':>6}")
+    for trainer, s in sweeps.items():
+        for precision in precisions if trainer != "cpu" else ("32-true",):
+            runs = {k: r for (k, p), r in s["runs"].items() if p == precision}
+            finished = sum(r.info.status == "FINISHED" for r in runs.values())
+            acc, loss, bad = [], [], []
+            for k, r in runs.items():
+                a, b = r.data.metrics, on_cpu.get((k, "32-true"))
+                b = b.data.metrics if b else {}
+                if "test/accuracy" in a and "test/accuracy" in b:
+                    acc.append(abs(a["test/accuracy"] - b["test/accuracy"]))
+                    if acc[-1] > 0.03:
+                        bad.append(f"{k} {precision}: test/accuracy {a['test/accuracy']:.4g}, "
+                                   f"on the CPU {b['test/accuracy']:.4g}")
+                elif "test/loss" in a and "test/loss" in b:
+                    loss.append(abs(a["test/loss"] / b["test/loss"] - 1) if b["test/loss"] else abs(a["test/loss"]))
+                    if abs(a["test/loss"] - b["test/loss"]) > 0.05 * abs(b["test/loss"]) + 1e-3:
+                        bad.append(f"{k} {precision}: test/loss {a['test/loss']:.4g}, on the CPU {b['test/loss']:.4g}")
+                else:
+                    bad.append(f"{k} {precision}: test metrics missing")
+            bad += [f"{k} {precision}: no run" for k in {k for k, _ in on_cpu} - set(runs)]
+            differ += bad if trainer != "cpu" else []
+            report["precisions"][f"{trainer} {precision}"] = {"finished": finished, "max_acc": max(acc, default=None),
+                                                              "max_loss_rel": max(loss, default=None), "differ": bad}
+            form = lambda v, f: "-" if v is None else format(v, f)
+            print(f"{trainer:<7} | {precision:<10} | {f'{finished}/{expected}':>8} | {form(max(acc, default=None), '.4f'):>19} | "
+                  f"{form(max(loss, default=None), '.4f'):>23} | {len(bad) if trainer != 'cpu' else '-':>6}", flush=True)
     for line in differ + [f"--- {t} sweep ---\n{s['tail']}" for t, s in sweeps.items() if s["tail"]]:
         print("  " + line)
-    walls = {t: s["wall"] for t, s in sweeps.items()}
-    report = {"expected": expected, "finished": finished, "differ": differ, "wall": walls}
-    return report, all(n == expected for n in finished.values()) and not differ
+    report["differ"] = differ
+    done = all(v["finished"] == expected for v in report["precisions"].values())
+    return report, done and not differ
 
 
 def environment(device) -> dict:
@@ -375,13 +483,16 @@ def environment(device) -> dict:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--parts", help="comma-separated, of: bench, commands, matrix (default: all three; "
+    parser.add_argument("--parts", help="comma-separated, of: bench, syncs, commands, matrix (default: all; "
                         "bench with --quick)")
     parser.add_argument("--quick", action="store_true", help="tiny sizes, fp32 only: check that it runs")
     parser.add_argument("--device", choices=("cuda", "cpu"), default="cuda")
     parser.add_argument("--json", help="write every row to this file")
+    parser.add_argument("--commands", help="comma-separated names of the commands part to run (default: all)")
     args = parser.parse_args(argv)
-    parts = set((args.parts or ("bench" if args.quick else ",".join(PARTS))).split(","))
+    SELECTED_COMMANDS[:] = args.commands.split(",") if args.commands else []
+    order = (args.parts or ("bench" if args.quick else ",".join(PARTS))).split(",")
+    parts = set(order)
     if parts - set(PARTS):
         parser.error(f"--parts: unknown {', '.join(sorted(parts - set(PARTS)))}; choose from {', '.join(PARTS)}")
     import torch
@@ -392,12 +503,12 @@ def main(argv=None) -> int:
     device = torch.device(args.device)
     report, ok = {"environment": environment(device)}, True
     with tempfile.TemporaryDirectory(prefix="gpu-check-") as tmp:
-        for name, part in (("bench", bench), ("commands", commands), ("matrix", matrix)):
-            if name in parts:
-                report[name], passed = part(device, args.quick, Path(tmp))
-                ok &= passed
-    if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=2, default=str))
+        functions = {"bench": bench, "syncs": syncs, "commands": commands, "matrix": matrix}
+        for name in sorted(parts, key=order.index):  # in the order given
+            report[name], passed = functions[name](device, args.quick, Path(tmp))
+            ok &= passed
+            if args.json:  # after each part: what was measured survives a later part's hang
+                Path(args.json).write_text(json.dumps(report, indent=2, default=str))
     return 0 if ok else 1
 
 

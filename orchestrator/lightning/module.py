@@ -3,6 +3,7 @@ and the penalty, metrics logged once per epoch."""
 
 from __future__ import annotations
 
+import math
 from typing import Any, Callable, Optional, Union
 
 import pytorch_lightning as pl
@@ -12,6 +13,9 @@ from torch import nn
 from ..errors import OrchestratorError
 from ..task import Task
 from .data import TensorDataModule
+
+
+_PLAIN_VALUES = frozenset({str, bool, int, float, list, type(None)})
 
 
 class TrainingDiverged(OrchestratorError):
@@ -46,64 +50,119 @@ class TrainingModule(pl.LightningModule):
         self.task = Task.of(task, num_classes)
         self.make_optimizer = make_optimizer
         self.penalty = penalty
-        #: The epoch's (loss x n, penalty x n, n), summed on the training device: no sync a step.
-        self._train_sums: Optional[torch.Tensor] = None
-        #: The first step whose objective was not finite (-1: none yet), kept on the device and
-        #: read every ``divergence_check_every`` steps, with the epoch of each unread step.
-        self._first_bad: Optional[torch.Tensor] = None
-        self._unchecked: dict[int, int] = {}
+        #: This epoch's (loss x n, penalty x n, n), summed on the host from the steps read so far.
+        self._epoch_sums = [0.0, 0.0, 0]
+        #: Steps not read yet: (global step, epoch, n, loss, penalty or None), the losses still on
+        #: the training device. Read together every ``divergence_check_every`` steps: a step
+        #: launches no kernel and waits for nothing beyond its own loss.
+        self._unread: list = []
         self._outputs: dict[str, list] = {"val": [], "test": []}
+
+    def __setattr__(self, name, value):
+        # Lightning sets ``_current_fx_name`` around every hook it calls, some 45 times a training
+        # step, and nn.Module's __setattr__ checks each value for a parameter, module or buffer
+        # (~150 us a step, as much as a small model's whole step). A plain value replacing a plain
+        # attribute is stored exactly as nn.Module would store it, without the checks.
+        if type(value) in _PLAIN_VALUES and name in self.__dict__:
+            object.__setattr__(self, name, value)
+        else:
+            super().__setattr__(name, value)
 
     def forward(self, x):
         return self.model(x)
 
-    def training_step(self, batch, batch_idx):
-        # Every tensor made here is made from one that is already on the training device
-        # (``new_full``, ``as_tensor(device=...)``): a bare torch.tensor() would land on the CPU.
-        x, y = batch
+    def _objective(self, x, y):
+        """The loss of the model's output and the penalty (None without a regularizer). Tensors are
+        made from ones already on the training device: a bare torch.tensor() lands on the CPU."""
         loss = self.task.loss(self(x), y)
         penalty = self.penalty(self.model) if self.penalty is not None else None
-        penalty = loss.new_zeros(()) if penalty is None else torch.as_tensor(penalty, device=loss.device)
-        objective = loss + penalty
-        n = len(y)
-        sums = torch.stack([loss.detach().float() * n, penalty.detach().float() * n,
-                            loss.new_full((), float(n), dtype=torch.float32)])
-        self._train_sums = sums if self._train_sums is None else self._train_sums + sums
-        self._watch_divergence(objective.detach())
+        if penalty is not None:
+            penalty = torch.as_tensor(penalty, device=loss.device)
+        return loss, penalty
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        loss, penalty = self._objective(x, y)
+        objective = loss if penalty is None else loss + penalty
+        self._unread.append((self.global_step, self.current_epoch, len(y), loss.detach(),
+                             None if penalty is None else penalty.detach()))
+        if len(self._unread) >= self.divergence_check_every():
+            self._read_steps()
         return objective
 
     def divergence_check_every(self) -> int:
-        """Steps between reads of the divergence flag: every step on the CPU, where reading a
-        value costs nothing; every 16 steps on an accelerator, where each read waits for the
-        device to finish its queue (a host-device sync)."""
+        """Steps between reads of the losses: every step on the CPU, where reading a value costs
+        nothing; every 16 steps on an accelerator, where each read waits for the device to finish
+        its queue (a host-device sync)."""
         return 1 if self.device.type == "cpu" else 16
 
-    def _watch_divergence(self, objective: torch.Tensor, force: bool = False) -> None:
-        if objective is not None:
-            step = self.global_step
-            if self._first_bad is None:
-                self._first_bad = torch.full((), -1, dtype=torch.long, device=objective.device)
-            bad = ~torch.isfinite(objective) & (self._first_bad < 0)
-            self._first_bad = torch.where(bad, self._first_bad.new_full((), step), self._first_bad)
-            self._unchecked[step] = self.current_epoch
-        if not self._unchecked or (len(self._unchecked) < self.divergence_check_every() and not force):
+    def _read_steps(self) -> None:
+        """Read the unread steps' losses in one copy (the one host-device sync, every few steps),
+        add them to the epoch's sums, and stop at the first step whose objective is not finite."""
+        steps, self._unread = self._unread, []
+        if not steps:
             return
-        first = int(self._first_bad)  # the one host-device sync, every few steps
-        epochs, self._unchecked = self._unchecked, {}
-        if first >= 0:
-            raise TrainingDiverged(
-                f"The loss became NaN or infinite at epoch {epochs.get(first, self.current_epoch)}, "
-                f"step {first}: training diverged. Try a smaller learning rate (optimizer.lr), a "
-                "smaller regularizer.strength, or data.standardize=true."
-            )
+        read = iter(torch.stack([t.float() for s in steps for t in s[3:] if t is not None]).tolist())
+        sums = self._epoch_sums
+        for step, epoch, n, _, penalty in steps:
+            loss, pen = next(read), (0.0 if penalty is None else next(read))
+            if not math.isfinite(loss + pen):
+                raise TrainingDiverged(
+                    f"The loss became NaN or infinite at epoch {epoch}, step {step}: training diverged. "
+                    "Try a smaller learning rate (optimizer.lr), a smaller regularizer.strength, or "
+                    "data.standardize=true."
+                )
+            sums[0], sums[1], sums[2] = sums[0] + loss * n, sums[1] + pen * n, sums[2] + n
+
+    def on_train_start(self):
+        self._calibrate_loss_scale()
+
+    def _calibrate_loss_scale(self, most: int = 40) -> Optional[float]:
+        """Under fp16 mixed precision, start the loss scale where the first batch's gradients are finite.
+
+        GradScaler starts at 2**16 and skips every step whose scaled gradients overflow fp16,
+        halving the scale each time: a few steps of a minibatch run, but with full-batch gradient
+        descent every skipped step is an epoch (two epochs of linear regression were both
+        skipped, leaving the model untrained). Here the first batch's gradients are computed,
+        not applied, in eval mode (no dropout draw, no batch-norm update), halving the scale
+        until they are finite; with several ranks every rank takes the smallest scale. Returns
+        the scale chosen, or None without a scaler (fp32, bf16-mixed, the CPU)."""
+        precision = self.trainer.precision_plugin
+        scaler = getattr(precision, "scaler", None)
+        data = getattr(self.trainer, "datamodule", None)
+        if scaler is None or not scaler.is_enabled() or not isinstance(data, TensorDataModule):
+            return None
+        x, y = data.tensors["train"]
+        size = data.batch_size or len(x)
+        x, y = precision.convert_input(x[:size]), y[:size]
+        params = [p for p in self.parameters() if p.requires_grad]
+        was_training = self.training
+        self.eval()
+        try:
+            for _ in range(most):
+                with precision.forward_context():
+                    loss, penalty = self._objective(x, y)
+                objective = loss if penalty is None else loss + penalty
+                grads = torch.autograd.grad(scaler.scale(objective), params, allow_unused=True)
+                if all(bool(torch.isfinite(g).all()) for g in grads if g is not None):
+                    break
+                scaler.update(new_scale=scaler.get_scale() / 2)
+        finally:
+            self.train(was_training)
+        if self.trainer.world_size > 1:  # the ranks' gradients are summed: one scale for all
+            scale = self.trainer.strategy.reduce(torch.full((), scaler.get_scale(), device=self.device),
+                                                 reduce_op="min")
+            scaler.update(new_scale=float(scale))
+        return scaler.get_scale()
 
     def on_train_epoch_end(self):
-        self._watch_divergence(None, force=True)
+        self._read_steps()
         values = {}
-        if self._train_sums is not None:
-            sums, self._train_sums = self._train_sums, None
+        (loss, penalty, n), self._epoch_sums = self._epoch_sums, [0.0, 0.0, 0]
+        if n:
+            sums = torch.tensor([loss, penalty, n], dtype=torch.float64, device="cpu")  # host values
             if self.trainer.world_size > 1:  # the epoch's loss over every rank's shard
-                sums = self.trainer.strategy.reduce(sums, reduce_op="sum")
+                sums = self.trainer.strategy.reduce(sums.to(self.device), reduce_op="sum").cpu()
             loss, penalty, n = sums
             values = {"train/loss": loss / n, "train/penalty": penalty / n}
         data = getattr(self.trainer, "datamodule", None)
