@@ -18,6 +18,8 @@ from .components import (
     Model,
     Optimizer,
     Regularizer,
+    Scheduler,
+    Callback,
 )
 from .errors import OrchestratorError
 from .plugins import hookimpl
@@ -46,6 +48,8 @@ __all__ = [
     "Optimizer",
     "OrchestratorError",
     "Regularizer",
+    "Scheduler",
+    "Callback",
     "RunRecord",
     "TrackedRun",
     "Tracker",

@@ -2,7 +2,9 @@
 
 ``main()`` loads the plugins first (so their options exist), registers their config schemas
 with Hydra, then hands the command line to one Hydra app whose primary config is ``conf/``.
-``orchestrator plugins`` lists what is installed instead, without importing torch.
+``orchestrator plugins`` lists what is installed instead, without importing torch;
+``orchestrator rerun <run id>`` starts a new run from a recorded run's config
+(:mod:`orchestrator.rerun`).
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ def hydra_app(cfg: DictConfig) -> float | None:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
+    from . import rerun
     from .runner import run
     from .sweep import ranking, read_parent
 
@@ -52,8 +55,13 @@ def hydra_app(cfg: DictConfig) -> float | None:
         tags = {"orchestrator.sweep.job": str(hydra_cfg.job.num),
                 "orchestrator.overrides": " ".join(hydra_cfg.overrides.task)}
         share_cores(hydra_cfg)
+    overrides = hydra_cfg.overrides.task
     try:
-        result = run(cfg, overrides=hydra_cfg.overrides.task, output_dir=hydra_cfg.runtime.output_dir,
+        if rerun.active is not None:  # orchestrator rerun <run id>: the recorded config, settings on top
+            cfg, overrides = rerun.config(rerun.active, cfg), rerun.active.extras
+            tags[rerun.RERUN_OF] = rerun.active.run_id
+            sys.argv = list(rerun.active.argv)  # DDP's other ranks run the command as typed
+        result = run(cfg, overrides=overrides, output_dir=hydra_cfg.runtime.output_dir,
                      parent_run_id=parent["run_id"] if parent else None, extra_tags=tags)
     except Exception as error:
         if not multirun:
@@ -65,6 +73,8 @@ def hydra_app(cfg: DictConfig) -> float | None:
         return None
     if result.run_id:  # DDP ranks other than zero have no run of their own
         print(f"Run {result.run_id} FINISHED in {result.tracking_uri}")
+        if rerun.active is not None:
+            rerun.report(rerun.active, result)
     metric, _ = ranking(cfg.sweep.metric, cfg.sweep.mode, result.splits.task)
     value = result.metrics.get(metric, float("nan"))
     return value if math.isfinite(value) else None
@@ -227,7 +237,7 @@ def refuse_settings_some_options_lack(catalog: Catalog, args: list[str], parsed:
                 chosen[override.key_or_group] = _sweep_values(override)
             except Exception:  # glob(): options known only to Hydra's config loader
                 return
-    for group, default in (("model", "linear"), ("optimizer", "gd"), ("regularizer", "none")):
+    for group, default in (("model", "linear"), ("optimizer", "gd"), ("regularizer", "none"), ("scheduler", "none")):
         chosen.setdefault(group, [default])
     if "data" not in chosen:  # each model trains on its preferred data
         models = [catalog.options["model"].get(m) for m in chosen["model"]]
@@ -333,6 +343,11 @@ def main() -> None:
         from .scaffold import main as new_plugin
 
         sys.exit(new_plugin(args[1:]))
+    if args[:1] == ["rerun"] and any(a in ("-h", "--help") for a in args[1:]):
+        from .rerun import HELP
+
+        print(HELP, end="")
+        return
     if "--version" in args or "-V" in args:  # ours, then Hydra's (printed by Hydra as it exits)
         from . import __version__
 
@@ -349,6 +364,13 @@ def main() -> None:
             sys.exit(plugins_command(args[1:], catalog, seconds))
         for failure in catalog.failures:
             print(f"Warning: {failure}", file=sys.stderr)
+        if args[:1] == ["rerun"]:  # Hydra composes the recorded run's options and the settings given
+            from . import rerun
+
+            rerun.active = rerun.load(catalog, args[1:], sys.argv)
+            args = rerun.hydra_args(rerun.active)
+            sys.argv = [sys.argv[0], *args]
+            rerun.announce(rerun.active, catalog)
         parsed = parsed_overrides(args)
         refuse_targets(parsed)
         refuse_ddp_sweeps(args)

@@ -13,7 +13,9 @@ from typing import Any, Callable, ClassVar, Optional, Union
 from .schema import check
 
 #: The config groups that plugins fill, in the order they are built.
-GROUPS = ("data", "model", "optimizer", "regularizer")
+GROUPS = ("data", "model", "optimizer", "regularizer", "scheduler")
+#: The group whose options are chosen several at once: ``callbacks=[early_stopping,lr_monitor]``.
+CALLBACKS = "callbacks"
 #: The same groups in reading order: run names (``cnn-adam-none-digits``), sweep summaries.
 READING_ORDER = ("model", "optimizer", "regularizer", "data")
 
@@ -86,6 +88,42 @@ class Regularizer(Component):
 
 
 @dataclass(frozen=True)
+class Scheduler(Component):
+    """A learning-rate schedule. ``build(cfg, optimizer, total_steps, max_epochs)`` returns a
+    ``torch.optim.lr_scheduler`` scheduler, or ``None`` for a constant learning rate.
+
+    ``total_steps`` is the number of optimizer steps of the whole fit (``max_epochs`` times the
+    steps of an epoch). The scheduler is stepped once an epoch, or once a step with
+    ``interval="step"``; one that steps on a metric (``ReduceLROnPlateau``) gets the value of
+    ``monitor`` after each epoch's validation. The learning rate is logged each epoch (``train/lr``).
+    """
+
+    group: ClassVar[str] = "scheduler"
+    #: ``epoch`` or ``step``: when the scheduler is stepped.
+    interval: str = "epoch"
+    #: The metric a metric-driven scheduler reads (``val/loss``, ``val/accuracy``, ...).
+    monitor: Optional[str] = None
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.interval not in ("epoch", "step"):
+            raise TypeError(f"Scheduler {self.name!r}: interval={self.interval!r}; use 'epoch' or 'step'")
+
+
+@dataclass(frozen=True)
+class Callback(Component):
+    """A training callback, chosen with others: ``callbacks=[early_stopping,model_checkpoint]``.
+    ``build(cfg) -> pytorch_lightning.Callback``.
+
+    A schema field ``monitor`` (with ``mode``) names a metric the run publishes each epoch
+    (``val/loss``, ``val/accuracy``, ...); left null it is the task's ranking metric
+    (``val/loss`` for regression, ``val/accuracy`` for classification), and its ``mode`` follows.
+    """
+
+    group: ClassVar[str] = CALLBACKS
+
+
+@dataclass(frozen=True)
 class Data(Component):
     """``build(cfg, seed) -> orchestrator.Dataset``: all examples; the framework splits them.
 
@@ -99,7 +137,8 @@ class Data(Component):
     #: is loaded; ``None``: known once the data is loaded.
     input_kind: Union[str, Callable[[Any], str], None] = None
     #: The task (see ``TASKS``), or a function of the settings that says it (``data=csv``:
-    #: ``lambda cfg: cfg.task``); ``None``: known once the data is loaded.
+    #: ``lambda cfg: cfg.task``, which is None when the task is inferred); ``None``: known once
+    #: the data is loaded.
     task: Union[str, Callable[[Any], str], None] = None
 
     def __post_init__(self):
@@ -144,3 +183,6 @@ class Dataset:
     num_classes: Optional[int] = None
     #: Where the examples came from (a file path, a generator): logged with the run.
     source: str = ""
+    #: How the task was decided, when the data option infers it (``data=csv``: "integer
+    #: labels", "text target", ...): the run's ``orchestrator.task.rule`` tag.
+    task_rule: str = ""

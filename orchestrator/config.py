@@ -55,6 +55,10 @@ class TrackingConfig:
     plots: bool = True
     #: Seconds between sends of buffered metric points to the store while training.
     flush_seconds: float = check(10.0, gt=0)
+    #: Before each send of metric points while training, save a checkpoint and log it to the run
+    #: (checkpoints/last.ckpt), so that resume=<run id> continues after a hard kill from no
+    #: earlier than the last epoch the store records.
+    checkpoints: bool = True
 
 
 @dataclass
@@ -71,6 +75,8 @@ class Config:
     model: Any = None
     optimizer: Any = None
     regularizer: Any = None
+    scheduler: Any = None
+    callbacks: Any = None
     trainer: Dict[str, Any] = field(default_factory=dict)
     #: Seeds torch, numpy and the data split.
     seed: int = 0

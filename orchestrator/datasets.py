@@ -29,6 +29,9 @@ class Splits:
     #: Per-feature mean and standard deviation fitted on the training split (0 and 1 if off).
     mean: np.ndarray
     std: np.ndarray
+    #: What decided ``task`` (a run's ``orchestrator.task.rule`` tag): the rule a data option that
+    #: infers it gave (``Dataset.task_rule``: ``"integer labels"``), else ``"given by data=<name>"``.
+    task_rule: str = ""
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -96,4 +99,5 @@ def split(data: Dataset, cfg, seed: int, name: str) -> Splits:
     return Splits(
         scaled[train], y[train], scaled[val], y[val], scaled[test], y[test],
         task=data.task, num_classes=num_classes, mean=mean.astype(np.float32), std=std.astype(np.float32),
+        task_rule=data.task_rule or f"given by data={name}",
     )

@@ -37,7 +37,7 @@ from typing import Any, List, Optional
 import pluggy
 
 from . import hookspecs
-from .components import GROUPS, INPUT_KINDS, TASKS, Component, Model
+from .components import CALLBACKS, GROUPS, INPUT_KINDS, TASKS, Component, Model
 from .errors import OrchestratorError, closest
 
 ENTRY_POINT_GROUP = "orchestrator"
@@ -212,7 +212,7 @@ class Catalog:
         self.pm = pm
         self.plugins = infos
         self.failures = list(failures or [])
-        self.options: dict[str, dict[str, Provided]] = {group: {} for group in GROUPS}
+        self.options: dict[str, dict[str, Provided]] = {group: {} for group in (*GROUPS, CALLBACKS)}
         #: Each loaded plugin's YAML folders, by plugin name.
         self.plugin_search_paths: dict[str, list[str]] = {}
         registers = {i.plugin_name: i.function for i in pm.hook.register_components.get_hookimpls()}
@@ -398,8 +398,10 @@ class Catalog:
         store = ConfigStore.instance()
         for group, options in self.options.items():
             for name, provided in options.items():
+                # callbacks=[a,b] selects several: each option lands under callbacks.<name>
+                package = f"{CALLBACKS}.{name}" if group == CALLBACKS else None
                 store.store(group=group, name=name, node=provided.node or _config_node(provided.component),
-                            provider=provided.plugin.name)
+                            provider=provided.plugin.name, package=package)
         # Selected by ``override hydra/help: orchestrator`` (or ``hydra/help=orchestrator``).
         store.store(group="hydra/help", name="orchestrator", node=self.help_config(), provider=PROJECT)
         paths = list(self.search_paths)

@@ -26,6 +26,8 @@ from .components import GROUPS
 from .errors import OrchestratorError
 from .lifecycle import FAILED, FINISHED, KILLED, final_status, flatten
 from .plugins import Catalog, Provided, get_catalog
+from .provenance import git_tags
+from .provenance import record as record_provenance
 from .settings import Settings, validate
 from .tracking_api import open_tracker
 
@@ -60,6 +62,8 @@ class Prepared:
     source: str
     model: Any
     training: Any  # orchestrator.lightning.Training
+    #: The data set as the run records it (orchestrator.provenance.DataRecord); not the arrays.
+    dataset: Any = None
 
     def tags(self) -> dict[str, str]:
         tags = {}
@@ -69,7 +73,10 @@ class Prepared:
             tags[f"orchestrator.{group}.plugin"] = provided.plugin.name
             tags[f"orchestrator.{group}.distribution"] = provided.provenance
         tags["orchestrator.task"] = self.splits.task
+        tags["orchestrator.task.rule"] = self.splits.task_rule
         tags["orchestrator.data.source"] = self.source
+        if self.cfg.get("callbacks"):
+            tags["orchestrator.callbacks"] = ",".join(self.cfg.callbacks)
         return tags
 
 
@@ -82,12 +89,22 @@ def prepare(cfg: DictConfig, catalog: Catalog, uri: Optional[str] = None, output
     chosen, names, settings, seed = checked.chosen, checked.names, checked.groups, checked.seed
 
     from .datasets import split
-    from .settings import check_loaded
+    from .provenance import describe_data
+    from .settings import check_loaded, learner
+    from .task import learning
 
     log.info("Loading data %s", names["data"])
-    data = chosen["data"].component.build(settings["data"], seed)
+    with learning(learner(checked, catalog)):  # data=csv infers its task for the chosen model
+        data = chosen["data"].component.build(settings["data"], seed)
     splits = split(data, settings["data"], seed, names["data"])
+    dataset = describe_data(data, names["data"], settings["data"])  # name, digest, source, schema
     check_loaded(checked, splits.input_kind, splits.task, splits.input_shape)
+    task = splits.task_object
+    schedule = chosen["scheduler"].component
+    scheduling = watching(settings["scheduler"], task, "scheduler")
+    monitor = getattr(scheduling, "monitor", schedule.monitor)
+    chosen_callbacks = [(name, provided.component, watching(values, task, f"callbacks.{name}"))
+                        for name, (provided, values) in checked.callbacks.items()]
 
     import torch
 
@@ -96,12 +113,16 @@ def prepare(cfg: DictConfig, catalog: Catalog, uri: Optional[str] = None, output
     torch.manual_seed(seed)
     log.info("Building model %s for inputs %s", names["model"], splits.input_shape)
     model = chosen["model"].component.build(settings["model"], splits.input_shape, splits.output_dim)
-    callbacks = [cb for found in catalog.pm.hook.add_callbacks(cfg=cfg) for cb in (found or [])]
+    callbacks = [component.build(values) for _, component, values in chosen_callbacks]
+    callbacks += [cb for found in catalog.pm.hook.add_callbacks(cfg=cfg) for cb in (found or [])]
     training = Training(
         model,
         splits,
         make_optimizer=partial(chosen["optimizer"].component.build, settings["optimizer"]),
         penalty=chosen["regularizer"].component.build(settings["regularizer"]),
+        make_scheduler=partial(schedule.build, scheduling),
+        scheduler_interval=schedule.interval,
+        monitor=monitor,
         batch_size=getattr(settings["optimizer"], "batch_size", None),
         trainer_args=dict(checked.trainer),
         callbacks=callbacks,
@@ -109,8 +130,29 @@ def prepare(cfg: DictConfig, catalog: Catalog, uri: Optional[str] = None, output
         flush_seconds=float(checked.tracking.flush_seconds),
         output_dir=output_dir or ".",
         tf32=bool(cfg.get("tf32", True)),
+        checkpoints=bool(checked.tracking.checkpoints),
     )
-    return Prepared(cfg, chosen, names, splits, data.source, model, training)
+    return Prepared(cfg, chosen, names, splits, data.source, model, training, dataset=dataset)
+
+
+def watching(values: Any, task: Any, where: str) -> Any:
+    """An option's settings with its ``monitor`` (null: the task's ranking metric) checked
+    against the metrics the task publishes each epoch, and its ``mode`` (null: max for accuracy,
+    f1 and r2, min otherwise) filled in; settings without ``monitor`` are returned as they are."""
+    import dataclasses
+
+    if not dataclasses.is_dataclass(values) or not hasattr(values, "monitor"):
+        return values
+    monitor = values.monitor or task.ranking_metric()[0]
+    if monitor not in task.monitorable():
+        raise OrchestratorError(
+            f"{where}.monitor={monitor!r} is not a metric a {task.name} run publishes. Choose one of "
+            f"{', '.join(task.monitorable())}: {where}.monitor=val/loss, for example."
+        )
+    changes = {"monitor": monitor}
+    if hasattr(values, "mode") and values.mode is None:
+        changes["mode"] = "max" if monitor.rsplit("/", 1)[-1] in ("accuracy", "f1", "r2") else "min"
+    return dataclasses.replace(values, **changes)
 
 
 def default_run_name(cfg: DictConfig) -> str:
@@ -173,17 +215,24 @@ def run(
     if resume_id:
         tracked = tracker.reopen_run(resume_id)
     else:
-        tags = {**prepared.tags(), **(extra_tags or {})}
+        tags = {**prepared.tags(), **git_tags(), **(extra_tags or {})}  # git: the launch directory's
         tracked = tracker.start_run(cfg.tracking.experiment, default_run_name(cfg), tags, parent_run_id)
     log.info("Run %s in %s", tracked.run_id, tracker.uri)
     metrics: dict[str, float] = {}
     try:
         record_start(tracked, tracker, cfg, splits, overrides, resumed=resume_id is not None)
+        record_provenance(tracked, prepared, resumed=resume_id is not None)  # data set, environment.json
         hooks.on_run_start(run=tracked, cfg=cfg)
 
         # 3. Train and evaluate. A failed DDP rank that leaves this process blocked ends the
         # run from the watching thread (abort), before the process is ended.
         metrics = prepared.training.run(tracked, resume_from=resume_from, abort=partial(tracked.end, FAILED))
+        best = prepared.training.best_checkpoint()
+        if best is not None:  # callbacks=[model_checkpoint]: the model tested and logged is the best
+            tracked.log_artifact(best, "checkpoints")
+            score = {k: v for k, v in metrics.items() if k.startswith("best/") and k != "best/epoch"}
+            tracked.set_tags({"orchestrator.model.selected": "best checkpoint: epoch {}, {}".format(
+                int(metrics["best/epoch"]), ", ".join(f"{k[5:]}={v:.6g}" for k, v in score.items()))})
 
         # 4. Log: the model, from the CPU whatever trained it (it must load without CUDA), and plots.
         from .serving import Predictor
@@ -222,7 +271,9 @@ def recorded_config(tracker: Tracker, run_id: str, overrides: Sequence[str],
     if checkpoint is None or config is None:
         raise OrchestratorError(
             f"resume={run_id}: the run has no checkpoint (checkpoints/last.ckpt) to resume from; "
-            "checkpoints are written when a run is interrupted with Ctrl-C or SIGTERM."
+            "checkpoints are written when a run is interrupted with Ctrl-C or SIGTERM, and while it "
+            "trains each time metrics are sent to the store (every tracking.flush_seconds), unless "
+            "tracking.checkpoints=false."
         )
     changes = [o for o in overrides if "=" in o and "." in o.split("=", 1)[0] and not o.startswith("resume=")]
     resumed = OmegaConf.merge(OmegaConf.load(config), OmegaConf.from_dotlist([o.lstrip("+") for o in changes]))

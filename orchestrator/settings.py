@@ -8,8 +8,9 @@ the value, the rule and the closest valid names:
 - each group's settings against its option's schema: types, unknown keys, ``check()`` rules;
 - ``data.val_fraction + data.test_fraction`` leaving something to train on;
 - the model against the data's input kind and task, where the data option declares them
-  (``Data(..., input_kind="tabular", task="regression")``); undeclared data is checked once
-  loaded (:func:`check_loaded`);
+  (``Data(..., input_kind="tabular", task="regression")``); undeclared data (``data=csv``
+  without ``data.task``: its task is inferred from the file) is checked once loaded
+  (:func:`check_loaded`);
 - the top-level keys, and the tracking and sweep settings;
 - the ``trainer`` keys against the arguments of Lightning's ``Trainer``, and the values of
   ``accelerator`` and ``precision`` against those Lightning accepts.
@@ -28,14 +29,15 @@ import dataclasses
 import functools
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Optional
+from typing import TYPE_CHECKING, Any, Iterable, Optional, Sequence
 
 from omegaconf import DictConfig, OmegaConf
 
-from .components import GROUPS, INPUT_KINDS, TASKS
+from .components import CALLBACKS, GROUPS, INPUT_KINDS, TASKS
 from .config import Config, SweepConfig, TrackingConfig
 from .errors import OrchestratorError, closest
 from .schema import validate as check_rules
+from .task import Learner
 
 if TYPE_CHECKING:
     from .plugins import Catalog, Provided
@@ -47,6 +49,10 @@ RESERVED_TRAINER_ARGUMENTS = {
     "callbacks": "its own callbacks; a plugin adds more through the add_callbacks hook",
     "default_root_dir": "the job's output folder (hydra.run.dir=... moves it)",
 }
+#: Trainer arguments of Lightning's validation loop, which runs here inside each training epoch:
+#: any other value than this one would be silently without effect, so it is refused.
+WITHOUT_EFFECT = {"check_val_every_n_epoch": 1, "val_check_interval": 1.0, "limit_val_batches": 1.0,
+                  "overfit_batches": 0}
 #: Accelerator names Lightning's connector accepts besides its registry's (``gpu``: CUDA or MPS).
 SPECIAL_ACCELERATORS = ("auto", "gpu")
 
@@ -70,6 +76,8 @@ class Settings:
     #: undeclared, known once the data is loaded).
     input_kind: Optional[str] = None
     task: Optional[str] = None
+    #: The chosen callbacks (``callbacks=[...]``): name -> (the option, its settings).
+    callbacks: dict = dataclasses.field(default_factory=dict)
 
 
 def validate(cfg: DictConfig, catalog: "Catalog") -> Settings:
@@ -85,13 +93,21 @@ def validate(cfg: DictConfig, catalog: "Catalog") -> Settings:
     groups = {group: settings_for(group, cfg[group], chosen[group]) for group in GROUPS}
     check_fractions(groups["data"])
     input_kind, task = declared(chosen["data"], groups["data"])
-    check_pairing(chosen["model"], names["data"], input_kind, task)
+    # A task that is one of the data's settings (data.task=regression) is named in the refusal;
+    # a data option that infers its task declares None here and is checked once loaded.
+    task_key = "data.task" if task is not None and getattr(groups["data"], "task", None) == task else None
+    check_pairing(chosen["model"], names["data"], input_kind, task, task_key=task_key,
+                  others=models_for(catalog, input_kind, task))
     check_top_level_keys(cfg)
     tracking, sweep = check_top_level(cfg)
     trainer = trainer_arguments(cfg)
     check_trainer_names(trainer)
     check_trainer_values(trainer)
-    return Settings(chosen, names, groups, trainer, tracking, sweep, int(cfg.seed), input_kind, task)
+    callbacks = {name: (catalog.get(CALLBACKS, name), None) for name in (cfg.get(CALLBACKS) or {})}
+    callbacks = {name: (provided, settings_for(CALLBACKS, cfg[CALLBACKS][name], provided))
+                 for name, (provided, _) in callbacks.items()}
+    return Settings(chosen, names, groups, trainer, tracking, sweep, int(cfg.seed), input_kind, task,
+                    callbacks)
 
 
 def settings_for(group: str, node: DictConfig, provided: "Provided") -> Any:
@@ -165,10 +181,21 @@ def declared(data: "Provided", settings: Any) -> tuple[Optional[str], Optional[s
 
 
 def check_pairing(model: "Provided", data_name: str, input_kind: Optional[str], task: Optional[str],
-                  input_shape: Optional[tuple] = None) -> None:
+                  input_shape: Optional[tuple] = None, task_key: Optional[str] = None,
+                  others: Sequence[str] = ()) -> None:
     """Refuse a model that cannot take the data's inputs or learn its task. ``None`` for an input
-    kind or task not known yet passes."""
+    kind or task not known yet passes. ``task_key``: the setting the task comes from
+    (``data.task``), whose other values the refusal names; ``others``: models that would do."""
     component = model.component
+    if task_key is not None and task is not None and task not in component.tasks and (
+            input_kind is None or input_kind in component.inputs):
+        instead = f" ({', '.join(f'model={m}' for m in others)})" if others else ""
+        raise OrchestratorError(
+            f"model={component.name} cannot train on data={data_name} with {task_key}={task}: it "
+            f"learns only {' or '.join(component.tasks)}. Set {task_key}="
+            f"{' or '.join(component.tasks)} if the target is that, leave {task_key} out to infer "
+            f"the task from the target, or train a model that learns {task}{instead}."
+        )
     problems = []
     if input_kind is not None and input_kind not in component.inputs:
         shape = f" of shape {input_shape}" if input_shape is not None else ""
@@ -186,6 +213,20 @@ def check_pairing(model: "Provided", data_name: str, input_kind: Optional[str], 
             f"model={component.name} cannot train on data={data_name}: {'; and '.join(problems)}."
             f"{default}"
         )
+
+
+def models_for(catalog: "Catalog", input_kind: Optional[str], task: Optional[str]) -> list[str]:
+    """The model options that take ``input_kind`` inputs and learn ``task`` (None: any)."""
+    return sorted(name for name, provided in catalog.options["model"].items()
+                  if (input_kind is None or input_kind in provided.component.inputs)
+                  and (task is None or task in provided.component.tasks))
+
+
+def learner(settings: Settings, catalog: "Catalog") -> Learner:
+    """The chosen model, as a data option that infers its task sees it (:func:`~orchestrator.task.infer_task`)."""
+    model = settings.chosen["model"].component
+    others = {task: tuple(models_for(catalog, settings.input_kind, task)) for task in TASKS}
+    return Learner(settings.names["model"], tuple(model.tasks), others)
 
 
 def check_loaded(settings: Settings, input_kind: str, task: str, input_shape: tuple) -> None:
@@ -269,6 +310,15 @@ def check_trainer_names(args: dict, accepted: Optional[Iterable[str]] = None) ->
 def check_trainer_values(args: dict) -> None:
     """``accelerator`` and ``precision`` among the values Lightning accepts (others are left to
     Lightning when the Trainer is built)."""
+    for key, neutral in WITHOUT_EFFECT.items():
+        if key in args and args[key] is not None and args[key] != neutral:
+            raise OrchestratorError(
+                f"The trainer settings are refused: trainer.{key}={args[key]!r} would have no effect. "
+                "Validation here runs on the whole validation split at the end of every training "
+                "epoch (the split is in memory; Lightning's validation loop is not used), so "
+                f"{', '.join(f'trainer.{k}' for k in WITHOUT_EFFECT)} cannot change it. Leave "
+                f"trainer.{key} out; to validate less often, make the epochs longer or fewer."
+            )
     if "accelerator" in args:
         value, names = args["accelerator"], lightning_accelerators()
         if names is not None and not (isinstance(value, str) and value in names):

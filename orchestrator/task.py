@@ -10,13 +10,18 @@ plots ask it; none of them re-derives these from the task's name.
     loss = task.loss(out, y)                            # out: the network's raw output (logits)
     task.metrics(task.prediction(out), y)               # {"accuracy": ..., "f1": ...}
 
+A data set that does not know its task (``data=csv`` without ``data.task``) asks
+:func:`infer_task`, which reads the target values and the model being trained (:func:`learning`).
+
 Importing this module is cheap: torch and torchmetrics are imported by the methods that use them.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar, Optional, Union
+import contextlib
+import contextvars
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterator, Optional, Union
 
 from .components import TASKS
 from .errors import OrchestratorError
@@ -78,6 +83,13 @@ class Task:
         """torchmetrics' functional metrics of a whole split, keyed without the stage."""
         raise NotImplementedError
 
+    #: The names of :meth:`metrics`, known before any is computed.
+    metric_names: ClassVar[tuple[str, ...]] = ()
+
+    def monitorable(self) -> list[str]:
+        """The metrics an epoch publishes, which callbacks and schedules can watch."""
+        return ["train/loss", "val/loss", *(f"val/{m}" for m in self.metric_names)]
+
     def ranking_metric(self) -> tuple[str, str]:
         """The metric that ranks runs of this task by default, and ``"min"`` or ``"max"``."""
         raise NotImplementedError
@@ -117,6 +129,8 @@ class Regression(Task):
     def ranking_metric(self):
         return "val/loss", "min"
 
+    metric_names: ClassVar[tuple[str, ...]] = ("mse", "mae", "r2")
+
 
 class Classification(Task):
     """Integer labels 0..k-1: accuracy (micro) and macro F1 over ``num_classes`` classes."""
@@ -140,6 +154,8 @@ class Classification(Task):
 
     def ranking_metric(self):
         return "val/accuracy", "max"
+
+    metric_names: ClassVar[tuple[str, ...]] = ("accuracy", "f1")
 
 
 @dataclass(frozen=True)
@@ -187,3 +203,122 @@ class MulticlassClassification(Classification):
         import torch
 
         return torch.softmax(out, dim=-1)
+
+
+# ---------------------------------------------------------------------------------------------
+# Inferring the task of a target
+
+
+#: Numbers are read as class labels when they are whole, at most this many distinct values, and
+#: at most half as many distinct values as examples (each label seen twice on average).
+MAX_LABELS = 20
+#: The rules of :func:`infer_task`, in the order they apply, as the log and a run's
+#: ``orchestrator.task.rule`` tag say them.
+TEXT_TARGET = "text target"
+ONE_TASK = "model learns one task"
+INTEGER_LABELS = "integer labels"
+NUMERIC_TARGET = "numeric target"
+
+
+@dataclass(frozen=True)
+class Learner:
+    """The model a data set is loaded for: what :func:`infer_task` may take into account."""
+
+    #: The model option's name (``logistic``).
+    name: str
+    #: The tasks it learns (``Model.tasks``).
+    tasks: tuple[str, ...]
+    #: For each task, the model options that learn it and take the same inputs: named in a refusal.
+    others: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+
+_learner: contextvars.ContextVar[Optional[Learner]] = contextvars.ContextVar("orchestrator_learner", default=None)
+
+
+@contextlib.contextmanager
+def learning(learner: Optional[Learner]) -> Iterator[None]:
+    """Within the block, :func:`current_learner` is ``learner``: a run loads its data inside
+    ``with learning(...)``, so that a data plugin can infer its task for the chosen model."""
+    token = _learner.set(learner)
+    try:
+        yield
+    finally:
+        _learner.reset(token)
+
+
+def current_learner() -> Optional[Learner]:
+    """The model the data being loaded is for; None outside a run (a contract test, a notebook)."""
+    return _learner.get()
+
+
+def infer_task(y: Any, target: str, learner: Optional[Learner] = None, setting: str = "data.task",
+               row: Callable[[int], str] = lambda i: f"row {i + 1}") -> tuple[str, str]:
+    """The task of the target values ``y`` (one per example) and the rule that decided it.
+
+    The rules, in order: text (or true/false) values are labels: classification
+    (:data:`TEXT_TARGET`); a model that learns one task: that task (:data:`ONE_TASK`); whole
+    numbers with few distinct values (:data:`MAX_LABELS`): classification
+    (:data:`INTEGER_LABELS`); numbers with many distinct values: regression
+    (:data:`NUMERIC_TARGET`). Refused, with one :class:`OrchestratorError` naming the fix
+    (``setting=classification`` or ``setting=regression``): text for a model that learns only
+    regression; many distinct fractional numbers for a model that learns only classification;
+    and the truly ambiguous, a few distinct fractional numbers (0.5, 1.5, 2.5), for a model that
+    learns both or none named. ``target`` names the column in messages, ``row(i)`` its i-th
+    value; ``learner`` defaults to :func:`current_learner`.
+    """
+    import numpy as np
+
+    learner = learner if learner is not None else current_learner()
+    y = np.asarray(y)
+    model = f"model={learner.name}" if learner is not None else ""
+
+    def others(task: str) -> str:
+        names = (learner.others.get(task, ()) if learner is not None else ())
+        return f" ({', '.join(f'model={n}' for n in names)})" if names else ""
+
+    if y.dtype.kind not in "iuf":  # text, true/false, or numbers mixed with text
+        if learner is not None and "classification" not in learner.tasks:
+            bad = next((i for i, v in enumerate(y) if not _is_number(v)), 0)
+            raise OrchestratorError(
+                f"{target} holds text ({y[bad]!r} at {row(bad)}), which makes it class labels "
+                f"(classification), but {model} learns only {' or '.join(learner.tasks)}. Train a "
+                f"model that learns classification{others('classification')}; or, if the column "
+                f"should hold numbers, fix {row(bad)} and any other value that is not a number."
+            )
+        return "classification", TEXT_TARGET
+    values = y.astype(np.float64)
+    distinct = np.unique(values)
+    whole = bool(np.all(values == np.round(values)))
+    few = len(distinct) <= MAX_LABELS and len(distinct) <= len(values) / 2
+    shown = ", ".join(f"{v:g}" for v in distinct[:5]) + (", ..." if len(distinct) > 5 else "")
+    seen = (f"{len(distinct)} distinct numbers over {len(values)} rows ({y.dtype}, "
+            f"{'all whole' if whole else 'not all whole'}: {shown})")
+    if learner is not None and len(learner.tasks) == 1:
+        (task,) = learner.tasks
+        if task == "classification" and not whole and not few:
+            raise OrchestratorError(
+                f"{target} holds {seen}: a quantity to predict (regression), but {model} learns "
+                f"only classification. Train a model that learns regression{others('regression')}; "
+                f"or set {setting}=classification to make each distinct value a class."
+            )
+        return task, ONE_TASK
+    if whole and few:
+        return "classification", INTEGER_LABELS
+    if not few:
+        return "regression", NUMERIC_TARGET
+    learns = f"{model} learns both tasks" if learner is not None else "no model was named to decide"
+    raise OrchestratorError(
+        f"{target} may be class labels or a quantity: it holds {seen}, and {learns}. Say which: "
+        f"{setting}=classification (each distinct value a class) or {setting}=regression (predict "
+        "the number)."
+    )
+
+
+def _is_number(value: Any) -> bool:
+    if isinstance(value, bool):
+        return False
+    try:
+        float(value)
+    except (TypeError, ValueError):
+        return False
+    return True

@@ -199,16 +199,74 @@ class MLflowTracker:
     def download_artifact(self, run_id: str, name: str, into: str) -> Optional[str]:
         from mlflow.exceptions import MlflowException
 
+        quiet = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR" not in os.environ
+        if quiet:  # a config, a checkpoint: no progress bar on the terminal
+            os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
         try:
             return self.client.download_artifacts(run_id, name, into)
         except (MlflowException, OSError):
             return None
+        finally:
+            if quiet:
+                os.environ.pop("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", None)
 
 
 def _record(run):
     from .tracking_api import RunRecord
 
-    return RunRecord(run.info.run_id, run.info.status, dict(run.data.tags), dict(run.data.metrics))
+    datasets = []
+    for found in (run.inputs.dataset_inputs if run.inputs else []):
+        context = next((t.value for t in found.tags if t.key == "mlflow.data.context"), "")
+        datasets.append({"name": found.dataset.name, "digest": found.dataset.digest,
+                         "source": found.dataset.source, "context": context})
+    return RunRecord(run.info.run_id, run.info.status, dict(run.data.tags), dict(run.data.metrics), datasets)
+
+
+def dataset_source(source: str) -> tuple[str, str]:
+    """MLflow's ``(source_type, source JSON)`` of a data set's source: ``local`` for a file,
+    what MLflow resolves a URI to (``http``, ``s3``, ...), else ``code`` with the description
+    (``synthetic: two Gaussians``) as the source's ``description`` tag."""
+    from mlflow.data.code_dataset_source import CodeDatasetSource
+
+    resolved = None
+    if "://" in source or Path(source).is_absolute() and Path(source).is_file():
+        from mlflow.data.dataset_source_registry import resolve_dataset_source
+
+        try:
+            resolved = resolve_dataset_source(source)
+        except Exception:  # a scheme MLflow has no source for
+            resolved = None
+    resolved = resolved or CodeDatasetSource({"description": source})
+    return resolved._get_source_type(), resolved.to_json()
+
+
+def dataset_schema(schema: Mapping[str, tuple[str, tuple[int, ...]]]) -> tuple[Optional[str], str]:
+    """The schema JSON MLflow writes for a numpy data set (``mlflow.data.from_numpy``: tensor
+    specs of the features and targets, the first dimension -1) and its profile JSON (shapes,
+    sizes, rows), from dtypes and shapes alone."""
+    import json
+    import math
+
+    import numpy as np
+    from mlflow.data.schema import TensorDatasetSchema
+    from mlflow.types import Schema, TensorSpec
+
+    profile: dict = {}
+    specs = {}
+    for role, (dtype, shape) in schema.items():
+        size = math.prod(shape)
+        profile.update({f"{role}_shape": list(shape), f"{role}_size": size,
+                        f"{role}_nbytes": size * np.dtype(dtype).itemsize})
+        if shape:
+            profile.setdefault("num_rows", shape[0])
+        try:
+            specs[role] = Schema([TensorSpec(np.dtype(dtype), (-1, *shape[1:]))])
+        except Exception:  # a dtype MLflow has no tensor type for: the profile still says it
+            specs[role] = None
+    text = None
+    if specs.get("features") is not None:
+        text = json.dumps(TensorDatasetSchema(features=specs["features"], targets=specs.get("targets")).to_dict())
+    return text, json.dumps(profile)
 
 
 class MLflowRun:
@@ -252,6 +310,20 @@ class MLflowRun:
 
     def metric_history(self, key: str) -> list[tuple[int, float]]:
         return [(m.step, m.value) for m in self.client.get_metric_history(self.run_id, key)]
+
+    def log_dataset(self, name: str, digest: str, source: str,
+                    schema: Mapping[str, tuple[str, tuple[int, ...]]], context: str = "training") -> None:
+        """One MLflow data set input (the UI's Datasets column), as ``mlflow.data.from_numpy``
+        would describe the arrays, with orchestrator's digest (of all the data, where MLflow's
+        own hashes the first 10,000 values); only the description is stored, never the data."""
+        from mlflow.entities import Dataset, DatasetInput, InputTag
+
+        source_type, source_json = dataset_source(source)
+        schema_json, profile_json = dataset_schema(schema)
+        dataset = Dataset(name=name, digest=digest, source_type=source_type, source=source_json,
+                          schema=schema_json, profile=profile_json)
+        tag = InputTag("mlflow.data.context", context)
+        self.client.log_inputs(self.run_id, datasets=[DatasetInput(dataset, [tag])])
 
     def log_model(self, module, example, serialization_format: str = "pickle") -> str:
         """Log ``module`` in MLflow's PyTorch format with a signature and an input example, so

@@ -8,9 +8,9 @@ hook. Another plugin's ``tracker`` hook, registered later, takes its place.
 - :class:`Tracker`: one store. Opens a run, reopens one (resume), opens a sweep's parent, hands
   out a handle on an existing run, and answers the few reads the framework needs: a run's
   status and tags, its children, one of its artifacts.
-- :class:`TrackedRun`: one open run. Tags, params, metric points, artifacts, the model, and its
-  end with a status (:func:`orchestrator.lifecycle.final_status`) and the error, if any. Plugin
-  hooks (``on_run_start``, ``on_run_end``) receive this.
+- :class:`TrackedRun`: one open run. Tags, params, metric points, artifacts, the data set it
+  trained on, the model, and its end with a status (:func:`orchestrator.lifecycle.final_status`)
+  and the error, if any. Plugin hooks (``on_run_start``, ``on_run_end``) receive this.
 
 Both are :class:`typing.Protocol` types: an implementation need not inherit from them, only
 provide what they list. Statuses are the strings of :mod:`orchestrator.lifecycle`
@@ -40,6 +40,9 @@ class RunRecord:
     tags: dict[str, str] = field(default_factory=dict)
     #: The latest value of each metric.
     metrics: dict[str, float] = field(default_factory=dict)
+    #: The data sets recorded as the run's inputs (:meth:`TrackedRun.log_dataset`), each as
+    #: ``{"name", "digest", "source", "context"}``; empty for a tracker that records none.
+    datasets: list[dict[str, str]] = field(default_factory=list)
 
 
 @runtime_checkable
@@ -73,6 +76,16 @@ class TrackedRun(Protocol):
 
     def log_figure(self, figure: Any, name: str) -> None:
         """Store a matplotlib figure as the image artifact ``name`` (``plots/x.png``)."""
+
+    def log_dataset(self, name: str, digest: str, source: str,
+                    schema: Mapping[str, Tuple[str, Tuple[int, ...]]], context: str = "training") -> None:
+        """Record the data set the run uses as one of its inputs, without copying the data:
+        ``name`` (the data option: ``digits``, ``csv:houses.csv``), ``digest`` (a hash of its
+        arrays), ``source`` (a file path, a URI, or a description such as ``synthetic: two
+        Gaussians``), ``schema`` (each array's dtype and full shape: ``{"features": ("float64",
+        (1797, 1, 8, 8)), "targets": ("int64", (1797,))}``) and ``context`` (``training``).
+        (:mod:`orchestrator.provenance` describes the data; a tracker without this method
+        records no data set.)"""
 
     def log_model(self, module: Any, example: Any, serialization_format: str = "pickle") -> str:
         """Store ``module`` (a ``torch.nn.Module`` taking raw features) as the run's model named

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional
 
 from orchestrator import Data, DataConfig, Dataset, OrchestratorError, check, hookimpl
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -43,8 +47,9 @@ class CSVConfig(DataConfig):
     target: str = ""
     #: Feature columns; null uses every column except the target.
     features: Optional[List[str]] = None
-    #: regression (numeric target) or classification (labels of any type).
-    task: str = check("regression", choices=("regression", "classification"))
+    #: regression (numeric target) or classification (labels of any type); null (the default)
+    #: infers it from the target column and the model (orchestrator.task.infer_task).
+    task: Optional[str] = check(None, choices=("regression", "classification"))
 
 
 def make_regression(cfg: RegressionConfig, seed: int) -> Dataset:
@@ -95,9 +100,10 @@ def load_csv(cfg: CSVConfig, seed: int) -> Dataset:
 
     if not cfg.path:
         raise OrchestratorError("data=csv needs data.path=<file.csv> (the CSV file to train on).")
-    if cfg.task not in ("regression", "classification"):
+    if cfg.task not in (None, "regression", "classification"):
         raise OrchestratorError(
-            f"data.task={cfg.task!r} is not known; expected regression or classification."
+            f"data.task={cfg.task!r} is not known; expected regression or classification, or "
+            "leave it out to infer the task from the target."
         )
     path = Path(cfg.path).expanduser()
     if not path.is_file():
@@ -139,7 +145,8 @@ def load_csv(cfg: CSVConfig, seed: int) -> Dataset:
                 f"line {int(empty[0]) + 2} of the file; {len(empty)} missing in all. Missing values "
                 "are refused, not filled: fill or drop them before training."
             )
-    for column in features + ([cfg.target] if cfg.task == "regression" else []):
+
+    def numbers(column: str) -> None:
         numeric = pd.to_numeric(frame[column], errors="coerce")
         bad = numeric.isna().to_numpy().nonzero()[0]
         if len(bad):
@@ -149,20 +156,54 @@ def load_csv(cfg: CSVConfig, seed: int) -> Dataset:
                 f"the file holds {frame[column].iloc[row]!r}."
             )
         frame[column] = numeric
+
+    for column in features:
+        numbers(column)
+    task, rule = csv_target_task(cfg, frame[cfg.target])  # the features are sound: now the target
+    if task == "regression":
+        numbers(cfg.target)
     x = frame[features].to_numpy(dtype=np.float64)
-    if cfg.task == "regression":
-        return Dataset(x, frame[cfg.target].to_numpy(dtype=np.float64), "regression", source=str(path))
-    labels, y = np.unique(frame[cfg.target].astype(str).to_numpy(), return_inverse=True)
-    if len(labels) < 2:
-        raise OrchestratorError(
-            f"data.path={cfg.path!r}: target column {cfg.target!r} holds a single class "
-            f"({labels[0]!r}); classification needs at least two."
-        )
-    return Dataset(x, y, "classification", num_classes=len(labels), source=str(path))
+    if task == "regression":
+        data = Dataset(x, frame[cfg.target].to_numpy(dtype=np.float64), "regression", source=str(path))
+    else:
+        # Numbers are classes in numeric order (0, 1, 2, ..., not "0", "1", "10", "2"); text in
+        # alphabetical order.
+        target = frame[cfg.target]
+        numeric = target.dtype.kind in "iuf"
+        labels, y = np.unique(target.to_numpy() if numeric else target.astype(str).to_numpy(),
+                              return_inverse=True)
+        if len(labels) < 2:
+            raise OrchestratorError(
+                f"data.path={cfg.path!r}: target column {cfg.target!r} holds a single class "
+                f"({labels[0]!r}); classification needs at least two."
+            )
+        data = Dataset(x, y, "classification", num_classes=len(labels), source=str(path))
+    return dataclasses.replace(data, task_rule=rule)  # the run's orchestrator.task.rule tag
 
 
-def csv_task(cfg: CSVConfig) -> str:
-    """The task of data=csv: its data.task setting."""
+#: The rule a data.task setting applies (the others are orchestrator.task.infer_task's).
+FORCED = "forced by data.task"
+
+
+def csv_target_task(cfg: CSVConfig, target) -> tuple[str, str]:
+    """The task of the CSV's target column and what decided it: data.task where it is set, else
+    what :func:`orchestrator.task.infer_task` reads from the column and the chosen model."""
+    from orchestrator.task import ONE_TASK, current_learner, infer_task
+
+    if cfg.task is not None:
+        task, rule = cfg.task, FORCED
+    else:
+        task, rule = infer_task(target.to_numpy(), f"data.path={cfg.path!r}: target column {cfg.target!r}",
+                                current_learner(), row=lambda i: f"line {i + 2} of the file")
+    learner = current_learner()
+    log.info("data=csv: target column %r is learned as %s (%s%s)", cfg.target, task, rule,
+             f": model={learner.name} learns only {task}" if rule == ONE_TASK and learner else "")
+    return task, rule
+
+
+def csv_task(cfg: CSVConfig) -> Optional[str]:
+    """The task of data=csv as the config alone says it: its data.task setting; None (inferred
+    once the file is read) where that is left out."""
     return cfg.task
 
 
@@ -178,6 +219,6 @@ def register_components():
              input_kind="tabular", task="classification"),
         Data("digits", DigitsConfig, load_digits, "scikit-learn's 8x8 digits, 1x8x8, 10 classes.",
              input_kind="image", task="classification"),
-        Data("csv", CSVConfig, load_csv, "A CSV file: data.path, data.target, data.task.",
+        Data("csv", CSVConfig, load_csv, "A CSV file: data.path, data.target; the task inferred or data.task.",
              input_kind="tabular", task=csv_task),
     ]

@@ -40,9 +40,11 @@ REFUSALS = [
     (["model=linear", "data=classification"], ["model=linear cannot train on data=classification",
                                                "learns regression", "classification task"]),
     (["model=linear", "data=digits"], ["model=linear cannot train on data=digits", "image inputs"]),
-    # data=csv declares its task from data.task: refused before the file is read (it is missing)
-    (["model=logistic", "data=csv", "data.path=missing.csv", "data.target=y"],
-     ["model=logistic cannot train on data=csv", "regression task"]),
+    # data=csv declares its task where data.task sets it: refused before the file is read (it
+    # is missing); left out, the task is inferred once the file is read (tests/test_csv_task.py)
+    (["model=logistic", "data=csv", "data.path=missing.csv", "data.target=y", "data.task=regression"],
+     ["model=logistic cannot train on data=csv with data.task=regression", "learns only classification",
+      "Set data.task=classification", "leave data.task out", "model=linear"]),
     (["model=cnn", "data=csv", "data.path=missing.csv", "data.target=y", "data.task=classification"],
      ["model=cnn cannot train on data=csv", "tabular inputs"]),
     (["+tracking.nosuch=1"], ["tracking.nosuch is not a setting", "Settings of tracking:", "experiment"]),
@@ -214,7 +216,9 @@ def test_validate_returns_the_checked_settings(catalog, compose):
     from orchestrator.settings import validate
 
     settings = validate(compose("model=cnn", "optimizer=adam", "optimizer.lr=0.01"), catalog)
-    assert settings.names == {"data": "digits", "model": "cnn", "optimizer": "adam", "regularizer": "none"}
+    assert settings.names == {"data": "digits", "model": "cnn", "optimizer": "adam", "regularizer": "none",
+                              "scheduler": "none"}
+    assert settings.callbacks == {}
     assert settings.groups["optimizer"].lr == 0.01
     assert (settings.input_kind, settings.task) == ("image", "classification")
     assert settings.trainer["max_epochs"] == 20 and settings.tracking.experiment == "orchestrator"

@@ -126,6 +126,12 @@ class FakeRun:
         self.record["artifacts"][name] = {"png_bytes": len(buffer.getvalue())}
         save()
 
+    def log_dataset(self, name, digest, source, schema, context="training"):
+        self.record.setdefault("datasets", []).append(
+            {"name": name, "digest": digest, "source": source, "context": context,
+             "schema": {role: [dtype, list(shape)] for role, (dtype, shape) in schema.items()}})
+        save()
+
     def log_model(self, module, example, serialization_format="pickle"):
         import torch
 
@@ -301,10 +307,15 @@ def test_a_run_records_everything_through_the_interface_and_hooks_get_the_interf
     assert stored["calls"] < len(stored["metrics"]) / 3
     # artifacts: the config, the overrides, the plots and the model
     artifacts = stored["artifacts"]
-    assert set(artifacts) == {"config.yaml", "overrides.txt", "plots/learning_curves.png",
+    assert set(artifacts) == {"config.yaml", "overrides.txt", "environment.json", "plots/learning_curves.png",
                               "plots/confusion_matrix.png", "model"}
     assert artifacts["overrides.txt"] == "model=logistic\noptimizer=adam\n"
     assert "_name_: logistic" in artifacts["config.yaml"]
+    assert json.loads(artifacts["environment.json"])["plugins"]["model"].startswith("orchestrator==")
+    # the data set, as an input of the run
+    (dataset,) = stored["datasets"]
+    assert dataset["name"] == "classification" and dataset["context"] == "training" and len(dataset["digest"]) == 16
+    assert dataset["schema"]["features"][1][0] == dataset["schema"]["targets"][1][0] == 1000
     assert artifacts["model"]["class"] == "Predictor" and result.model_uri == f"fake:/{run_id}/model"
     # the hooks received the interface object: the tracker's own run, no MLflow class
     (start, end) = probe.seen

@@ -236,3 +236,41 @@ def test_random_overrides_never_leave_a_running_run_or_a_bare_traceback(tmp_path
     check()
     print(f"\nfuzzed {seen}")
     assert seen["trained"] and seen["refused"]
+
+
+def test_a_hard_killed_run_resumes_from_its_periodic_checkpoint(tmp_path):
+    """kill -9 leaves no chance to write anything: the checkpoint logged before the last metric
+    send is what resume= continues from, in the same run, never behind an epoch the store holds."""
+    proc = start(tmp_path, "trainer.max_epochs=1000000", "tracking.log_model=false", "tracking.plots=false",
+                 "tracking.flush_seconds=0.3")
+    wait_for_training(tmp_path, proc)
+    time.sleep(1.0)
+    proc.kill()
+    proc.communicate(timeout=60)
+    uri = store_uri(tmp_path)
+    (run,) = all_runs(uri)
+    assert run.info.status == "RUNNING"  # nobody could end it
+    client = mlflow.MlflowClient(uri)
+    path = client.download_artifacts(run.info.run_id, "checkpoints/last.ckpt", str(tmp_path))
+    import torch
+
+    saved_epoch = torch.load(path, weights_only=True)["epoch"]
+    recorded = max(m.step for m in client.get_metric_history(run.info.run_id, "train/loss"))
+    global_steps_in_checkpoint = torch.load(path, weights_only=True)["global_step"]
+    assert global_steps_in_checkpoint >= recorded  # the checkpoint covers every recorded point
+
+    resumed = cli(f"resume={run.info.run_id}", f"trainer.max_epochs={saved_epoch + 3}", "tracking.plots=false",
+                  cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    (after,) = all_runs(uri)
+    assert after.info.run_id == run.info.run_id and after.info.status == "FINISHED"
+    steps = [m.step for m in client.get_metric_history(run.info.run_id, "train/loss")]
+    assert max(steps) > recorded and "test/loss" in after.data.metrics
+
+
+def test_periodic_checkpoints_can_be_turned_off(tmp_path):
+    done = cli("trainer.max_epochs=30", "tracking.flush_seconds=0.001", "tracking.checkpoints=false",
+               "tracking.log_model=false", "tracking.plots=false", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    (run,) = all_runs(store_uri(tmp_path))
+    assert mlflow.MlflowClient(store_uri(tmp_path)).list_artifacts(run.info.run_id, "checkpoints") == []

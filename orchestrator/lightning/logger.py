@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 from pytorch_lightning.loggers import Logger
 from pytorch_lightning.utilities import rank_zero_only
@@ -32,6 +32,8 @@ class RunLogger(Logger):
         self._last_flush = time.monotonic()
         #: Seconds spent handing metric points to the run (reported as time/logging_seconds).
         self.seconds = 0.0
+        #: Called before points are handed over (a checkpoint that covers them), if set.
+        self.before_send: Optional[Callable[[], None]] = None
 
     @property
     def name(self) -> str:
@@ -59,6 +61,8 @@ class RunLogger(Logger):
     def flush(self) -> None:
         started = time.perf_counter()
         points, self._buffer = self._buffer, []
+        if points and self.before_send is not None:
+            self.before_send()
         if points:
             self._run.log_points(points)
         self._last_flush = time.monotonic()

@@ -44,12 +44,19 @@ class TrainingModule(pl.LightningModule):
         num_classes: Optional[int],
         make_optimizer: Callable[[Any], torch.optim.Optimizer],
         penalty: Optional[Callable[[nn.Module], Any]] = None,
+        make_scheduler: Optional[Callable[..., Any]] = None,
+        scheduler_interval: str = "epoch",
+        monitor: Optional[str] = None,
     ):
         super().__init__()
         self.model = model
         self.task = Task.of(task, num_classes)
         self.make_optimizer = make_optimizer
         self.penalty = penalty
+        #: ``make_scheduler(optimizer, total_steps, max_epochs)``: a torch LR scheduler or None.
+        self.make_scheduler = make_scheduler
+        self.scheduler_interval = scheduler_interval
+        self.monitor = monitor
         #: This epoch's (loss x n, penalty x n, n), summed on the host from the steps read so far.
         self._epoch_sums = [0.0, 0.0, 0]
         #: Steps not read yet: (global step, epoch, n, loss, penalty or None), the losses still on
@@ -57,6 +64,7 @@ class TrainingModule(pl.LightningModule):
         #: launches no kernel and waits for nothing beyond its own loss.
         self._unread: list = []
         self._outputs: dict[str, list] = {"val": [], "test": []}
+        self._epoch_lr: Optional[float] = None
 
     def __setattr__(self, name, value):
         # Lightning sets ``_current_fx_name`` around every hook it calls, some 45 times a training
@@ -155,6 +163,11 @@ class TrainingModule(pl.LightningModule):
             scaler.update(new_scale=float(scale))
         return scaler.get_scale()
 
+    def on_train_epoch_start(self):
+        # Read here: Lightning steps an epoch's schedule before on_train_epoch_end is called.
+        optimizers = self.trainer.optimizers
+        self._epoch_lr = float(optimizers[0].param_groups[0]["lr"]) if optimizers else None
+
     def on_train_epoch_end(self):
         self._read_steps()
         values = {}
@@ -165,6 +178,8 @@ class TrainingModule(pl.LightningModule):
                 sums = self.trainer.strategy.reduce(sums.to(self.device), reduce_op="sum").cpu()
             loss, penalty, n = sums
             values = {"train/loss": loss / n, "train/penalty": penalty / n}
+        if self._epoch_lr is not None:  # the learning rate the epoch began with
+            values["train/lr"] = torch.tensor(self._epoch_lr, dtype=torch.float64, device="cpu")
         data = getattr(self.trainer, "datamodule", None)
         if data is not None and "val" in getattr(data, "tensors", {}):
             was_training = self.training
@@ -212,4 +227,16 @@ class TrainingModule(pl.LightningModule):
         self._publish(self._stage_values("test"))
 
     def configure_optimizers(self):
-        return self.make_optimizer(self.model.parameters())
+        optimizer = self.make_optimizer(self.model.parameters())
+        if self.make_scheduler is None:
+            return optimizer
+        epochs = self.trainer.max_epochs if (self.trainer.max_epochs or 0) > 0 else 1
+        total = self.trainer.estimated_stepping_batches  # every optimizer step of the fit
+        total = int(total) if math.isfinite(total) else epochs
+        scheduler = self.make_scheduler(optimizer, total, epochs)
+        if scheduler is None:
+            return optimizer
+        config = {"scheduler": scheduler, "interval": self.scheduler_interval}
+        if self.monitor is not None:
+            config["monitor"] = self.monitor
+        return {"optimizer": optimizer, "lr_scheduler": config}

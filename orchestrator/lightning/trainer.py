@@ -5,8 +5,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import pickle
 import sys
 import time
+from functools import partial
 import warnings
 from typing import TYPE_CHECKING, Callable, Optional
 
@@ -48,7 +50,6 @@ def quiet_lightning():
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\)")
-            warnings.filterwarnings("ignore", message=".*`weights_only` was not set")  # our own checkpoints
             yield
     finally:
         tips.removeFilter(tip_filter)
@@ -106,6 +107,15 @@ def use_tf32(trainer: pl.Trainer, enabled: bool) -> Optional[Callable[[], None]]
     return restore
 
 
+def best_metrics(path: str, trainer: pl.Trainer) -> dict[str, float]:
+    """``best/epoch`` and ``best/<monitor>`` of the best checkpoint at ``path``."""
+    from pytorch_lightning.callbacks import ModelCheckpoint
+
+    callback = next(c for c in trainer.callbacks if isinstance(c, ModelCheckpoint) and c.best_model_path == path)
+    epoch = torch.load(path, map_location="cpu", weights_only=True)["epoch"]
+    return {"best/epoch": float(epoch), f"best/{callback.monitor}": float(callback.best_model_score)}
+
+
 class Training:
     """The Trainer and what it trains, built (and so checked) before the run opens; the run's
     logger is given to the Trainer when :meth:`run` is called with the run."""
@@ -118,12 +128,16 @@ class Training:
         make_optimizer,
         penalty,
         batch_size: Optional[int],
+        make_scheduler=None,
+        scheduler_interval: str = "epoch",
+        monitor: Optional[str] = None,
         trainer_args: dict,
         callbacks: list,
         seed: int,
         output_dir: str,
         flush_seconds: float = 10.0,
         tf32: bool = True,
+        checkpoints: bool = True,
     ):
         import inspect
         from pathlib import Path
@@ -143,11 +157,22 @@ class Training:
             trainer_args["strategy"] = "ddp"
             self._environment = prepare_environment()
         self.flush_seconds = flush_seconds
-        self.module = TrainingModule(model, splits.task, splits.num_classes, make_optimizer, penalty)
+        #: Checkpoint before each send of metric points while fitting (tracking.checkpoints).
+        self.checkpoints = checkpoints
+        self.checkpoints_logged = 0
+        self.module = TrainingModule(model, splits.task, splits.num_classes, make_optimizer, penalty,
+                                     make_scheduler, scheduler_interval, monitor)
         self.data = TensorDataModule(splits, batch_size, seed)
         self.tf32 = tf32
         self.timings = Timings()
         self.checkpoint_path = str(Path(output_dir) / "checkpoints" / "last.ckpt")
+        from pytorch_lightning.callbacks import ModelCheckpoint
+
+        for callback in callbacks:  # the best checkpoints beside last.ckpt, in this job's folder
+            if isinstance(callback, ModelCheckpoint):
+                trainer_args["enable_checkpointing"] = True  # asked for by choosing it
+                if callback.dirpath is None:
+                    callback.dirpath = str(Path(output_dir) / "checkpoints")
         self.on_interrupt = CheckpointOnInterrupt(self.checkpoint_path)
         try:
             self.trainer = pl.Trainer(
@@ -178,6 +203,8 @@ class Training:
         import threading
 
         logger = RunLogger(run, self.flush_seconds) if run is not None else _NoLogger()
+        if run is not None and self.checkpoints and not self.distributed:
+            logger.before_send = partial(self._checkpoint, run)
         self.trainer.loggers = [logger] if run is not None else []
         trainer, timings, watch = self.trainer, self.timings, self.watch
         handlers = {}
@@ -194,16 +221,31 @@ class Training:
                 join_process_group(trainer)
             with quiet_lightning():
                 try:
-                    trainer.fit(self.module, datamodule=self.data, ckpt_path=resume_from)
+                    # A checkpoint fetched from a store is data, not code: tensors and plain
+                    # values only (weights_only), never an arbitrary pickle.
+                    trainer.fit(self.module, datamodule=self.data, ckpt_path=resume_from,
+                                weights_only=True if resume_from else None)
                 except SIGTERMException as error:
                     raise Interrupted(signal.SIGTERM) from error
+                except pickle.UnpicklingError as error:
+                    raise OrchestratorError(
+                        f"The checkpoint {resume_from} holds more than weights and plain values, so it "
+                        f"is not loaded (it could run code): {str(error).splitlines()[0]} Resume from a "
+                        "checkpoint this version of orchestrator wrote, or start a new run."
+                    ) from None
                 finally:
                     for sig, handler in handlers.items():
                         signal.signal(sig, handler)
                     fit_logging = logger.seconds
+                    if run is not None:
+                        logger.before_send = None  # the end of the run logs what it ends with
                     logger.flush()  # what was logged before a failure or interruption is kept too
                 final = {k: float(v) for k, v in trainer.callback_metrics.items()}
-                trainer.test(self.module, datamodule=self.data, verbose=False)
+                best = self.best_checkpoint()
+                if best is not None:  # test, and later log, the best model rather than the last
+                    final.update(best_metrics(best, trainer))
+                trainer.test(self.module, datamodule=self.data, verbose=False, ckpt_path=best,
+                             weights_only=True if best else None)
                 final.update({k: float(v) for k, v in trainer.callback_metrics.items()})
         except BaseException as error:
             self._rank_failed(watch, error)
@@ -224,9 +266,30 @@ class Training:
         started = process_start_time()
         if started is not None and timings.first_step is not None:
             final["time/startup_seconds"] = timings.first_step - started
-        logger.log_metrics({k: v for k, v in final.items() if k.startswith("time/")}, step=trainer.global_step)
+        logger.log_metrics({k: v for k, v in final.items() if k.startswith(("time/", "best/"))},
+                           step=trainer.global_step)
         logger.flush()
         return final
+
+    def _checkpoint(self, run: TrackedRun) -> None:
+        """Save the fit's state and log it to the run as checkpoints/last.ckpt: called before
+        metric points are sent, so the store never records an epoch no checkpoint covers."""
+        from pytorch_lightning.trainer.states import TrainerFn
+
+        if self.trainer.state.fn != TrainerFn.FITTING or self.trainer.sanity_checking:
+            return
+        self.trainer.save_checkpoint(self.checkpoint_path)
+        run.log_artifact(self.checkpoint_path, "checkpoints")
+        self.checkpoints_logged += 1
+
+    def best_checkpoint(self) -> Optional[str]:
+        """The best checkpoint of ``callbacks=[model_checkpoint]`` once fitted, else None."""
+        from pytorch_lightning.callbacks import ModelCheckpoint
+
+        for callback in self.trainer.callbacks:
+            if isinstance(callback, ModelCheckpoint) and callback.monitor and callback.best_model_path:
+                return callback.best_model_path
+        return None
 
     def _rank_failed(self, watch: Optional[RankWatch], error: BaseException) -> None:
         """On a failure under DDP: another rank's failure is what is reported; rank zero's own
