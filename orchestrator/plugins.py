@@ -433,7 +433,9 @@ class Catalog:
             "header": "${hydra.help.app_name}: train the models that plugins provide with PyTorch "
                       "Lightning, and track every run in MLflow.\n"
                       "Usage: python -m orchestrator [group=option ...] [key=value ...] "
-                      "[-m for a sweep]; `orchestrator plugins` lists what is installed.\n",
+                      "[-m for a sweep]; `orchestrator plugins` lists what is installed; "
+                      "`orchestrator rerun <run id>` recreates a recorded run; several callbacks: "
+                      "callbacks=[early_stopping,model_checkpoint].\n",
             "footer": "Powered by Hydra (https://hydra.cc)\nUse --hydra-help to view Hydra specific help\n",
             "template": "${hydra.help.header}\n"
                         "== Configuration groups ==\n"

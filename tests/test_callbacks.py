@@ -113,3 +113,14 @@ def test_a_plugin_adds_a_callback_with_a_schema(tmp_path):
     result = run(cfg, catalog=catalog)
     assert seen == [0, 2]
     assert "lr-SGD" in _record(tmp_path, result.run_id).data.metrics
+
+
+def test_callbacks_work_under_ddp_where_other_ranks_have_no_run(tmp_path):
+    """Rank 1 logs nothing, yet LearningRateMonitor needs a logger there too; the best
+    checkpoint is found across ranks and logged once."""
+    result = cli("model=cnn", "optimizer=adam", "trainer=ddp_cpu", "trainer.max_epochs=3",
+                 "callbacks=[lr_monitor,model_checkpoint]", "tracking.plots=false", "tracking.log_model=false",
+                 cwd=tmp_path, timeout=240)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run,) = all_runs(store_uri(tmp_path))
+    assert run.info.status == "FINISHED" and "lr-Adam" in run.data.metrics and "best/epoch" in run.data.metrics

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Callable, Optional
 
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.loggers.logger import DummyLogger
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 from torch import nn
 
@@ -205,7 +206,9 @@ class Training:
         logger = RunLogger(run, self.flush_seconds) if run is not None else _NoLogger()
         if run is not None and self.checkpoints and not self.distributed:
             logger.before_send = partial(self._checkpoint, run)
-        self.trainer.loggers = [logger] if run is not None else []
+        # Without a run (DDP ranks other than zero), a logger that drops everything: callbacks
+        # such as LearningRateMonitor refuse a Trainer with none.
+        self.trainer.loggers = [logger] if run is not None else [DummyLogger()]
         trainer, timings, watch = self.trainer, self.timings, self.watch
         handlers = {}
         if threading.current_thread() is threading.main_thread():
