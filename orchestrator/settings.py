@@ -52,7 +52,7 @@ RESERVED_TRAINER_ARGUMENTS = {
 #: Trainer arguments of Lightning's validation loop, which runs here inside each training epoch:
 #: any other value than this one would be silently without effect, so it is refused.
 WITHOUT_EFFECT = {"check_val_every_n_epoch": 1, "val_check_interval": 1.0, "limit_val_batches": 1.0,
-                  "overfit_batches": 0}
+                  "overfit_batches": 0, "num_sanity_val_steps": 0}
 #: Accelerator names Lightning's connector accepts besides its registry's (``gpu``: CUDA or MPS).
 SPECIAL_ACCELERATORS = ("auto", "gpu")
 

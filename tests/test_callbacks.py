@@ -65,6 +65,7 @@ def test_lr_monitor_and_swa_are_lightnings_own(compose, catalog, tmp_path):
     (["callbacks=[early_stopping]", "callbacks.early_stopping.patience=-1"], ["patience", "-1"]),
     (["+trainer.check_val_every_n_epoch=2"], ["check_val_every_n_epoch", "every training epoch"]),
     (["+trainer.limit_val_batches=0.5"], ["limit_val_batches", "no effect"]),
+    (["trainer.num_sanity_val_steps=2"], ["num_sanity_val_steps", "no effect"]),
 ])
 def test_bad_callback_settings_exit_2_with_one_paragraph(tmp_path, args, named):
     result = cli("model=logistic", *FAST, *args, cwd=tmp_path)
