@@ -4,7 +4,8 @@
 with Hydra, then hands the command line to one Hydra app whose primary config is ``conf/``.
 ``orchestrator plugins`` lists what is installed instead, without importing torch;
 ``orchestrator rerun <run id>`` starts a new run from a recorded run's config
-(:mod:`orchestrator.rerun`).
+(:mod:`orchestrator.rerun`); ``orchestrator sweep close [<parent run id>]`` ends the runs a
+killed process left RUNNING (:mod:`orchestrator.orphans`).
 """
 
 from __future__ import annotations
@@ -348,6 +349,11 @@ def main() -> None:
 
         print(HELP, end="")
         return
+    if args[:1] == ["sweep"] and any(a in ("-h", "--help") for a in args[1:]):
+        from .orphans import HELP as SWEEP_HELP
+
+        print(SWEEP_HELP, end="")
+        return
     if "--version" in args or "-V" in args:  # ours, then Hydra's (printed by Hydra as it exits)
         from . import __version__
 
@@ -362,6 +368,10 @@ def main() -> None:
             from .listing import plugins_command
 
             sys.exit(plugins_command(args[1:], catalog, seconds))
+        if args[:1] == ["sweep"]:  # orchestrator sweep close [<parent run id>]: dead runs end KILLED
+            from .orphans import sweep_command
+
+            sys.exit(sweep_command(args[1:], catalog))
         for failure in catalog.failures:
             print(f"Warning: {failure}", file=sys.stderr)
         if args[:1] == ["rerun"]:  # Hydra composes the recorded run's options and the settings given

@@ -67,6 +67,10 @@ class SweepConfig:
     metric: Optional[str] = None
     #: min or max; None: max for accuracy, f1 and r2, min otherwise.
     mode: Optional[str] = check(None, choices=("min", "max"))
+    #: Reuse instead of training: a job whose key (orchestrator.job_key: its training config, data
+    #: digest and plugin versions) matches a FINISHED run of the same experiment is recorded as a
+    #: run tagged orchestrator.reused_from=<that run> holding its metrics, and is not trained.
+    reuse: bool = False
 
 
 @dataclass

@@ -74,10 +74,10 @@ def describe_data(data: Any, option: str, settings: Any = None) -> DataRecord:
     schema = {}
     for role, values in (("features", data.x), ("targets", data.y)):
         array = np.asarray(values)
-        if array.dtype.hasobject:  # labels as Python objects: hash their text, not their addresses
+        schema[role] = (array.dtype.name, tuple(int(n) for n in array.shape))  # a table with text: object
+        if array.dtype.hasobject:  # Python objects (labels, a table's text): hash their text, not their addresses
             array = array.astype(str)
         array = np.ascontiguousarray(array)
-        schema[role] = (array.dtype.name, tuple(int(n) for n in array.shape))
         digest.update(f"{role}:{array.dtype.str}:{array.shape};".encode())
         digest.update(array.reshape(-1).view(np.uint8) if array.size else b"")
     path = str(getattr(settings, "path", "") or "") if settings is not None else ""

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from functools import partial
-from typing import TYPE_CHECKING, Any, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -46,7 +46,8 @@ class RunResult:
     tracking_uri: str
     metrics: dict[str, float] = field(default_factory=dict)
     model_uri: str = ""
-    #: The trained model as logged (scaling + network + output link), and the data splits.
+    #: The trained model as logged (scaling + network + output link; for a table, a
+    #: serving.TablePredictor that one-hot encodes its text columns first), and the data splits.
     predictor: Any = None
     splits: Optional[Splits] = None
 
@@ -64,6 +65,11 @@ class Prepared:
     training: Any  # orchestrator.lightning.Training
     #: The data set as the run records it (orchestrator.provenance.DataRecord); not the arrays.
     dataset: Any = None
+    #: The run's key (orchestrator.jobs.job_key): its training config, data digest, plugin versions.
+    job_key: str = ""
+    #: With sweep.reuse=true, the FINISHED run (a RunRecord) with the same key: nothing was built
+    #: (``model`` and ``training`` are None) and nothing will be trained.
+    reused: Any = None
 
     def tags(self) -> dict[str, str]:
         tags = {}
@@ -77,14 +83,18 @@ class Prepared:
         tags["orchestrator.data.source"] = self.source
         if self.cfg.get("callbacks"):
             tags["orchestrator.callbacks"] = ",".join(self.cfg.callbacks)
+        if self.job_key:
+            tags["orchestrator.job_key"] = self.job_key
         return tags
 
 
 def prepare(cfg: DictConfig, catalog: Catalog, uri: Optional[str] = None, output_dir: Optional[str] = None,
-            checked: Optional[Settings] = None) -> Prepared:
+            checked: Optional[Settings] = None, reuse: Optional[Callable[[str], Any]] = None) -> Prepared:
     """Check the config (unless ``checked`` holds its settings already), load and split the data,
     build model and trainer: or refuse. Nothing is written anywhere. (``uri`` is accepted for
-    callers written when the trainer opened the store itself; nothing reads it.)"""
+    callers written when the trainer opened the store itself; nothing reads it.) ``reuse``
+    (sweep.reuse=true) is asked for a FINISHED run with the job's key once the data are described;
+    if it returns one, nothing more is built (see :mod:`orchestrator.jobs`)."""
     checked = checked or validate(cfg, catalog)
     chosen, names, settings, seed = checked.chosen, checked.names, checked.groups, checked.seed
 
@@ -99,6 +109,13 @@ def prepare(cfg: DictConfig, catalog: Catalog, uri: Optional[str] = None, output
     splits = split(data, settings["data"], seed, names["data"])
     dataset = describe_data(data, names["data"], settings["data"])  # name, digest, source, schema
     check_loaded(checked, splits.input_kind, splits.task, splits.input_shape)
+    from .jobs import job_key
+
+    key = job_key(cfg, dataset.digest, chosen, checked.callbacks)
+    reused = reuse(key) if reuse is not None else None
+    if reused is not None:
+        return Prepared(cfg, chosen, names, splits, data.source, None, None, dataset=dataset, job_key=key,
+                        reused=reused)
     task = splits.task_object
     schedule = chosen["scheduler"].component
     scheduling = watching(settings["scheduler"], task, "scheduler")
@@ -132,7 +149,7 @@ def prepare(cfg: DictConfig, catalog: Catalog, uri: Optional[str] = None, output
         tf32=bool(cfg.get("tf32", True)),
         checkpoints=bool(checked.tracking.checkpoints),
     )
-    return Prepared(cfg, chosen, names, splits, data.source, model, training, dataset=dataset)
+    return Prepared(cfg, chosen, names, splits, data.source, model, training, dataset=dataset, job_key=key)
 
 
 def watching(values: Any, task: Any, where: str) -> Any:
@@ -193,14 +210,20 @@ def run(
         # The config alone, before torch, Lightning or the tracker is imported. A resumed run's
         # config is the recorded one: checked by prepare() once it is read.
         checked = None if resume_id else validate(cfg, catalog)
-        from .lightning import worker_rank
+        from .lightning.ranks import worker_rank  # no torch: a reused job never needs it
 
         # A DDP rank other than zero records nothing: rank zero holds the run.
         tracker = None if worker_rank() else open_tracker(hooks, cfg.tracking.uri)
         resume_from = None
         if resume_id and tracker is not None:
             cfg, resume_from = recorded_config(tracker, resume_id, overrides, output_dir)
-        prepared = prepare(cfg, catalog, output_dir=output_dir, checked=checked)
+        reuse = None  # sweep.reuse=true: a FINISHED run with the job's key, not trained again
+        if tracker is not None and checked is not None and checked.sweep.reuse \
+                and "orchestrator.rerun_of" not in (extra_tags or {}):  # a rerun trains, by design
+            from .jobs import find_reusable
+
+            reuse = partial(find_reusable, tracker, cfg.tracking.experiment)
+        prepared = prepare(cfg, catalog, output_dir=output_dir, checked=checked, reuse=reuse)
     except OrchestratorError as refused:
         if parent_run_id:  # a sweep's job: the sweep's summary names the refused job
             refusal = (tracker or open_tracker(hooks, cfg.tracking.uri)).start_run(
@@ -210,12 +233,23 @@ def run(
     cfg, splits = prepared.cfg, prepared.splits
     if tracker is None:
         return RunResult("", "", prepared.training.run(None), "", None, splits)
+    if prepared.reused is not None:
+        from .jobs import record_reused
+
+        return record_reused(tracker, prepared, overrides, parent_run_id, extra_tags)
 
     # 2. Start. From here on the run is open, and every way out goes through end().
+    from . import orphans  # who runs the run (host, pid, heartbeat): see orchestrator.orphans
+
+    if parent_run_id is None:  # dead RUNNING runs of the experiment are closed (a sweep: at its start)
+        orphans.close_on_open(tracker, cfg.tracking.experiment, skip=[resume_id] if resume_id else [])
+    owner = orphans.owner_tags(cfg.tracking.flush_seconds)
     if resume_id:
+        tracker.attach(resume_id).set_tags(owner)  # before it is RUNNING again under this process
         tracked = tracker.reopen_run(resume_id)
+        tracked.set_tags({"orchestrator.job_key": prepared.job_key})  # the config resumed with
     else:
-        tags = {**prepared.tags(), **git_tags(), **(extra_tags or {})}  # git: the launch directory's
+        tags = {**prepared.tags(), **git_tags(), **(extra_tags or {}), **owner}  # git: the launch directory's
         tracked = tracker.start_run(cfg.tracking.experiment, default_run_name(cfg), tags, parent_run_id)
     log.info("Run %s in %s", tracked.run_id, tracker.uri)
     metrics: dict[str, float] = {}
@@ -235,12 +269,15 @@ def run(
                 int(metrics["best/epoch"]), ", ".join(f"{k[5:]}={v:.6g}" for k, v in score.items()))})
 
         # 4. Log: the model, from the CPU whatever trained it (it must load without CUDA), and plots.
-        from .serving import Predictor
+        from .serving import Predictor, TablePredictor
 
         predictor = Predictor(prepared.model.cpu(), splits.mean, splits.std, splits.task, splits.num_classes).eval()
+        if splits.encoder is not None:  # a table: the model takes its raw rows (text one-hot encoded)
+            predictor = TablePredictor(splits.encoder, predictor).eval()
         model_uri = ""
         if cfg.tracking.log_model:
-            raw_example = splits.x_test[:5] * splits.std + splits.mean
+            raw_example = (splits.x_test[:5] * splits.std + splits.mean if splits.encoder is None
+                           else splits.raw_test.iloc[:5])
             model_uri = tracked.log_model(predictor, raw_example, cfg.tracking.model_format)
         if cfg.tracking.plots:
             log_plots(tracked, prepared.model, splits)

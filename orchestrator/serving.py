@@ -1,9 +1,15 @@
-"""The module logged to MLflow: raw features in, predictions out."""
+"""The module logged to MLflow: raw features in, predictions out.
+
+:class:`Predictor` takes an array of features (the PyTorch model logged for array data);
+:class:`TablePredictor` takes a table's raw rows, a pandas DataFrame with the training data's
+columns (the pyfunc model logged for table data, whose text columns it one-hot encodes).
+"""
 
 from __future__ import annotations
 
-from typing import Optional, Union
+from typing import Any, Optional, Union
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -37,3 +43,25 @@ class Predictor(nn.Module):
             multiclass = name == "classification" and not binary
             state["task"] = MulticlassClassification(num_classes=None) if multiclass else Task.of(name)
         super().__setstate__(state)
+
+
+class TablePredictor(nn.Module):
+    """A table's raw rows in (a pandas DataFrame with the columns trained on, in any order; other
+    columns are ignored), predictions out: the training split's
+    :class:`~orchestrator.datasets.TableEncoder` (numbers as they are; each text column one-hot
+    with the training split's categories, a category it did not hold or a missing value all
+    zeros), then the :class:`Predictor` (scaling, network, output link). It returns what the
+    :class:`Predictor` does, as numpy from :meth:`predict`."""
+
+    def __init__(self, encoder: Any, predictor: Predictor):
+        super().__init__()
+        self.encoder = encoder
+        self.predictor = predictor
+
+    def forward(self, table: Any) -> torch.Tensor:
+        features = torch.from_numpy(self.encoder.transform(table).astype(np.float32))
+        return self.predictor(features)
+
+    def predict(self, table: Any) -> np.ndarray:
+        with torch.no_grad():
+            return self.eval()(table).numpy()

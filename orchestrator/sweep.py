@@ -6,7 +6,9 @@ on the way, so parallel jobs race on neither) and writes where it is to
 ``<sweep dir>/.orchestrator/parent.json``; each job reads that file and nests its run under the
 parent, whichever launcher started it. When the last job has ended, the parent receives a
 summary table (one row per child), the best child's id and metric, the best parameters of a
-sweeper that reports them (Optuna), and a chart comparing the children.
+sweeper that reports them (Optuna), and a chart comparing the children. With ``sweep.reuse=true``
+a job whose key matched a FINISHED run was not trained (:mod:`orchestrator.jobs`): its child is in
+the summary like any other, with a ``reused_from`` column naming the run that trained it.
 
 Runs are read and written through the :class:`~orchestrator.tracking_api.Tracker` of the
 ``tracker`` hook (MLflow, built in); a sweep cut short ends its runs with the status
@@ -27,6 +29,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from .components import READING_ORDER
+from .jobs import REUSED_FROM
 from .lifecycle import FINISHED, RUNNING
 
 if TYPE_CHECKING:
@@ -100,6 +103,7 @@ def summarise(children: list[RunRecord], metric: Optional[str], mode: Optional[s
                 key: values.get(key, math.nan) if child.status == FINISHED else math.nan,
                 **{k: values.get(k, math.nan) for k in test_keys if k != key},
                 "run_id": child.run_id,
+                "reused_from": tags.get(REUSED_FROM, ""),
                 "error": tags.get("error", "").splitlines()[0][:120] if tags.get("error") else "",
                 "task": task,
             }
@@ -111,6 +115,8 @@ def summarise(children: list[RunRecord], metric: Optional[str], mode: Optional[s
         shown = [{**r, **{k: "" if math.isnan(v) else f"{v:.4g}" for k, v in r.items() if isinstance(v, float)}}
                  for r in rows]
         columns = ["job", "status", *CHOICES, "overrides", key, *[k for k in test_keys if k != key], "error"]
+        if any(r["reused_from"] for r in rows):  # sweep.reuse=true: the run that trained each reused job
+            columns.insert(columns.index("error"), "reused_from")
         texts.append(f"{task} ({len(rows)} runs, ranked by {key}, {direction}):\n{table(shown, columns)}")
         rows_all.extend(rows)
     return {"rows": rows_all, "text": "\n\n".join(texts), "best": best}
@@ -147,6 +153,7 @@ class SweepHooks(Callback):
             raise SystemExit(2) from error
 
     def _open(self, config: DictConfig) -> None:
+        from . import orphans
         from .plugins import get_catalog
         from .tracking_api import open_tracker
 
@@ -162,9 +169,11 @@ class SweepHooks(Callback):
         params = {"sweep.overrides": " ".join(overrides)}  # the tracker fits values to its store
         # Named after the key without Hydra's +, ++ or ~ prefix (MLflow refuses a "+" in a key).
         params.update({f"sweep.{k.lstrip('+~')}": v for k, v in (o.split("=", 1) for o in overrides if "=" in o)})
+        orphans.close_on_open(tracker, config.tracking.experiment)  # dead RUNNING runs: KILLED
         parent = tracker.open_sweep(config.tracking.experiment, name, {
             "orchestrator.sweep": "parent", "orchestrator.sweep_dir": str(Path(sweep_dir).resolve()),
             "orchestrator.launcher": launcher, "orchestrator.sweeper": sweeper,
+            **orphans.owner_tags(config.tracking.flush_seconds),  # this process, a first heartbeat
         })
         parent.log_params(params)
         path = parent_file(sweep_dir)
@@ -182,6 +191,21 @@ class SweepHooks(Callback):
         close_sweep(sweep_dir, config.sweep.metric, config.sweep.mode)
         get_catalog().pm.hook.on_sweep_end(sweep_dir=sweep_dir, overrides=list(config.hydra.overrides.task))
 
+    def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
+        _beat_parent(config)
+
+    def on_job_end(self, config: DictConfig, job_return: Any = None, **kwargs: Any) -> None:
+        _beat_parent(config)
+
+
+def _beat_parent(config: DictConfig) -> None:
+    """A sweep's job starts or ends (in whichever process runs it): the parent's heartbeat
+    (:mod:`orchestrator.orphans`). Nothing for a single run."""
+    if str(OmegaConf.select(config, "hydra.mode", default="")).endswith("MULTIRUN"):
+        from .orphans import beat_parent
+
+        beat_parent(str(config.hydra.sweep.dir))
+
 
 def close_sweep(sweep_dir: str, metric: Optional[str], mode: Optional[str]) -> dict:
     """Summarise the children on the parent run, print the summary, end the parent FINISHED."""
@@ -196,9 +220,12 @@ def close_sweep(sweep_dir: str, metric: Optional[str], mode: Optional[str]) -> d
     summary = summarise(children, metric, mode)
     rows, best = summary["rows"], summary["best"]
     failed = [r for r in rows if r["status"] != FINISHED]
+    reused = sorted((r for r in rows if r["reused_from"] and r["status"] == FINISHED), key=lambda r: int(r["job"] or 0))
     tags: dict[str, str] = {"orchestrator.sweep.children": str(len(rows)),
-                            "orchestrator.sweep.failed": str(len(failed))}
-    metrics: dict[str, float] = {"sweep/children": len(rows), "sweep/failed": len(failed)}
+                            "orchestrator.sweep.failed": str(len(failed)),
+                            "orchestrator.sweep.reused": str(len(reused))}
+    metrics: dict[str, float] = {"sweep/children": len(rows), "sweep/failed": len(failed),
+                                 "sweep/reused": len(reused)}
     params: dict[str, str] = {}
     for task, found in best.items():
         suffix = "" if len(best) == 1 else f".{task}"
@@ -220,6 +247,11 @@ def close_sweep(sweep_dir: str, metric: Optional[str], mode: Optional[str]) -> d
         labels = [short_label(r) for r in task_rows]
         figures[f"plots/sweep_{task}.png"] = plots.sweep_comparison(labels, values, key, best_index(values, direction))
     text = summary["text"]
+    if reused:
+        text += (f"\n\nReused ({len(reused)} of {len(rows)} jobs, sweep.reuse=true: not trained again; their "
+                 "metrics are those of the FINISHED run with the same job key):\n"
+                 + "\n".join(f"  job {r['job']} ({r['overrides'] or 'no overrides'}): reused run {r['reused_from']}"
+                              for r in reused))
     if failed:
         text += "\n\nFailed jobs:\n" + "\n".join(f"  job {r['job']} ({r['overrides']}): {r['error']}" for r in failed)
     parent_run = tracker.attach(parent_id)

@@ -6,6 +6,9 @@ orchestrator that imports MLflow.
 (``plugins/tracking.py``) returns an :class:`MLflowTracker` from the ``tracker`` hook; the
 framework knows it only through :mod:`orchestrator.tracking_api`. MLflow is imported when a
 tracker is made, never when this module is.
+
+A model of a table is logged as an MLflow pyfunc model, :class:`TableModel` (made when it is first
+asked for, so that this module imports no MLflow).
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ import contextlib
 import logging
 import os
 import re
+import time
+import warnings
 from pathlib import Path
 from typing import Mapping, Optional, Sequence, Union
 
@@ -130,6 +135,51 @@ def _use_uri(uri: str) -> None:
         os.environ["MLFLOW_TRACKING_URI"] = previous
 
 
+def __getattr__(name: str):
+    # TableModel subclasses MLflow's PythonModel: it is made on first use (logging a model, or
+    # unpickling a logged one), not when this module is imported.
+    if name == "TableModel":
+        return _table_model_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _table_model_class() -> type:
+    made = globals().get("TableModel")
+    if made is not None:
+        return made
+    import mlflow
+    import pandas as pd
+
+    class TableModel(mlflow.pyfunc.PythonModel):
+        """The pyfunc model of a table: ``predict(context, model_input)`` takes a pandas
+        DataFrame with the table's columns (the signature names them and their types) and
+        returns what :meth:`orchestrator.serving.TablePredictor.predict` does."""
+
+        def __init__(self, predictor):
+            self.predictor = predictor  # an orchestrator.serving.TablePredictor
+
+        def predict(self, context, model_input, params=None):
+            return self.predictor.predict(model_input)
+
+        # A real type (this module's annotations are strings): MLflow reads it when the class is made.
+        predict.__annotations__["model_input"] = pd.DataFrame
+
+    # Pickled by reference (orchestrator.tracking.TableModel), as orchestrator.serving.Predictor is.
+    TableModel.__module__, TableModel.__qualname__ = __name__, "TableModel"
+    globals()["TableModel"] = TableModel
+    return TableModel
+
+
+def _quiet(logger: str, words: str) -> None:
+    """Drop ``logger``'s records that contain ``words`` (once per process)."""
+    found = logging.getLogger(logger)
+    if not any(getattr(f, "orchestrator_words", None) == words for f in found.filters):
+        drop = logging.Filter()
+        drop.filter = lambda record: words not in str(record.msg)  # type: ignore[method-assign]
+        drop.orchestrator_words = words  # type: ignore[attr-defined]
+        found.addFilter(drop)
+
+
 class MLflowTracker:
     """An MLflow store as a :class:`~orchestrator.tracking_api.Tracker`.
 
@@ -209,6 +259,34 @@ class MLflowTracker:
         finally:
             if quiet:
                 os.environ.pop("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", None)
+
+    def runs_tagged(self, experiment: str, tags: Mapping[str, str], status: Optional[str] = None) -> list:
+        """The runs of ``experiment`` carrying each of ``tags`` (values without quotes), and
+        ``status`` if given, newest first; none if there is no such experiment (sweep.reuse)."""
+        found = self.client.get_experiment_by_name(experiment)
+        if found is None:
+            return []
+        if any("'" in str(v) or "`" in str(k) for k, v in tags.items()):
+            raise ValueError(f"runs_tagged: a tag with a quote cannot be searched for: {dict(tags)}")
+        clauses = [f"tags.`{key}` = '{value}'" for key, value in tags.items()]
+        clauses += [f"attributes.status = '{status}'"] if status else []
+        runs = self.client.search_runs([found.experiment_id], filter_string=" and ".join(clauses),
+                                       max_results=1000, order_by=["attributes.start_time DESC"])
+        return [_record(run) for run in runs]
+
+    def running_runs(self, experiment: Optional[str] = None, limit: int = 1000) -> list:
+        """The RUNNING runs of ``experiment`` (None: of every experiment), at most ``limit``,
+        oldest first, in one search: what :mod:`orchestrator.orphans` judges dead or alive."""
+        if experiment is None:
+            ids = [e.experiment_id for e in self.client.search_experiments(max_results=50000)]
+        else:
+            found = self.client.get_experiment_by_name(experiment)
+            ids = [found.experiment_id] if found is not None else []
+        if not ids:
+            return []
+        runs = self.client.search_runs(ids, filter_string="attributes.status = 'RUNNING'", max_results=limit,
+                                       order_by=["attributes.start_time ASC"])
+        return [_record(run) for run in runs]
 
 
 def _record(run):
@@ -323,11 +401,29 @@ class MLflowRun:
         dataset = Dataset(name=name, digest=digest, source_type=source_type, source=source_json,
                           schema=schema_json, profile=profile_json)
         tag = InputTag("mlflow.data.context", context)
-        self.client.log_inputs(self.run_id, datasets=[DatasetInput(dataset, [tag])])
+        # The store records a data set once per experiment, checking then inserting: jobs of a
+        # parallel sweep logging the same data at once can collide on its unique key. The one
+        # that loses finds the row on a second try; the record never fails the run.
+        for attempt in range(3):
+            try:
+                self.client.log_inputs(self.run_id, datasets=[DatasetInput(dataset, [tag])])
+                return
+            except Exception as error:
+                text = str(error)
+                if attempt < 2 and any(m in text for m in ("UniqueViolation", "UNIQUE constraint", "duplicate key")):
+                    time.sleep(0.2 * (attempt + 1))
+                    continue
+                logging.getLogger(__name__).warning(
+                    "The data set %s (digest %s) was not recorded with run %s: %s",
+                            name, digest, self.run_id, text.splitlines()[0] if text else type(error).__name__)
+                return
 
     def log_model(self, module, example, serialization_format: str = "pickle") -> str:
         """Log ``module`` in MLflow's PyTorch format with a signature and an input example, so
-        ``mlflow.pyfunc.load_model(f"runs:/{run_id}/model").predict(x)`` reproduces it."""
+        ``mlflow.pyfunc.load_model(f"runs:/{run_id}/model").predict(x)`` reproduces it. With a
+        table as ``example`` (a pandas DataFrame of raw rows), :meth:`log_table_model`."""
+        if hasattr(example, "columns") and hasattr(example, "dtypes"):
+            return self.log_table_model(module, example, serialization_format)
         import mlflow
         import numpy as np
         import torch
@@ -350,6 +446,48 @@ class MLflowRun:
             pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", f"numpy=={np.__version__}"],
             run_id=self.run_id,  # this run, whether or not it is the fluent API's active one
         )
+        return info.model_uri
+
+    def log_table_model(self, module, example, serialization_format: str = "pickle") -> str:
+        """Log ``module`` (an :class:`orchestrator.serving.TablePredictor`) as an MLflow pyfunc
+        model (:class:`TableModel`, pickled with CloudPickle whatever ``serialization_format``
+        says) whose signature names the table's columns and their types (``string`` for text,
+        ``long``, ``double``, ``boolean``), each required, and its output; ``example`` (raw rows)
+        is its input example. ``mlflow.pyfunc.load_model(uri).predict(frame)`` takes a DataFrame."""
+        import mlflow
+        import numpy as np
+        import pandas as pd
+        import torch
+        from mlflow.models import Model, infer_signature
+        from mlflow.models.signature import ModelSignature
+        from mlflow.types import ColSpec, Schema
+
+        if serialization_format != "pickle":
+            logging.getLogger(__name__).info(
+                "tracking.model_format=%s applies to models of arrays; a model of a table is an MLflow "
+                "pyfunc model, pickled", serialization_format)
+        _quiet("mlflow.pyfunc", "CloudPickle")  # chosen on purpose: the model's code is orchestrator's
+        output = module.predict(example)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*[Ii]nteger column")  # whole numbers: `long`, as trained
+            warnings.filterwarnings("ignore", message=".*Operation with range")  # pandas 3, inside MLflow
+            inferred = infer_signature(example, output)
+            # Every column required, whether or not the example rows miss a value (a text column
+            # takes None or NaN as a value: all zeros).
+            inputs = Schema([ColSpec(spec.type, spec.name, required=True) for spec in inferred.inputs.inputs])
+            _use_uri(self.uri)
+            info = Model.log(
+                artifact_path=None,
+                name="model",
+                flavor=mlflow.pyfunc,
+                python_model=_table_model_class()(module),
+                signature=ModelSignature(inputs=inputs, outputs=inferred.outputs),
+                input_example=example,
+                # Explicit requirements: inferring them imports and inspects for seconds.
+                pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", f"numpy=={np.__version__}",
+                                  f"pandas=={pd.__version__}"],
+                run_id=self.run_id,  # this run, whether or not it is the fluent API's active one
+            )
         return info.model_uri
 
     def end(self, status: str, error: Union[BaseException, str, None] = None) -> None:

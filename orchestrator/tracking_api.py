@@ -90,7 +90,9 @@ class TrackedRun(Protocol):
     def log_model(self, module: Any, example: Any, serialization_format: str = "pickle") -> str:
         """Store ``module`` (a ``torch.nn.Module`` taking raw features) as the run's model named
         ``model``, with ``example`` (a float32 array of inputs) to describe its signature;
-        return a URI it loads from."""
+        return a URI it loads from. For data given as a table, ``example`` is a pandas DataFrame
+        of raw rows and ``module`` an :class:`orchestrator.serving.TablePredictor` (its
+        ``predict(frame)`` returns numpy): the model stored takes such a DataFrame."""
 
     def metric_history(self, key: str) -> list[tuple[int, float]]:
         """Every ``(step, value)`` recorded under ``key``, in order."""
@@ -104,7 +106,16 @@ class TrackedRun(Protocol):
 
 @runtime_checkable
 class Tracker(Protocol):
-    """One store of runs, as the ``tracker`` hook returns it for ``tracking.uri``."""
+    """One store of runs, as the ``tracker`` hook returns it for ``tracking.uri``.
+
+    Optional, not part of the protocol: ``runs_tagged(experiment, tags, status=None) ->
+    list[RunRecord]``, the runs of ``experiment`` carrying each of ``tags`` (and in ``status``),
+    newest first. ``sweep.reuse=true`` finds a FINISHED run with a job's key through it
+    (:mod:`orchestrator.jobs`); with a tracker that lacks it, every job trains.
+    ``running_runs(experiment=None, limit=1000) -> list[RunRecord]``, the RUNNING runs of
+    ``experiment`` (None: every experiment): :mod:`orchestrator.orphans` closes the dead ones
+    through it; with a tracker that lacks it, none is closed.
+    """
 
     #: Where the store is, resolved (never None): printed with run ids, and what
     #: ``tracking.uri=...`` takes to reach the same store again.

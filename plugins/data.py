@@ -45,7 +45,9 @@ class CSVConfig(DataConfig):
     path: str = ""
     #: Name of the target column. Required.
     target: str = ""
-    #: Feature columns; null uses every column except the target.
+    #: Feature columns; null uses every column except the target. A column of numbers is a
+    #: feature as it is; a column of text is one-hot encoded with the categories of the training
+    #: split (orchestrator.datasets.TableEncoder).
     features: Optional[List[str]] = None
     #: regression (numeric target) or classification (labels of any type); null (the default)
     #: infers it from the target column and the model (orchestrator.task.infer_task).
@@ -136,8 +138,26 @@ def load_csv(cfg: CSVConfig, seed: int) -> Dataset:
             )
     if not features:
         raise OrchestratorError(f"data.path={cfg.path!r} has no feature columns besides the target.")
-    # Missing values are refused, never filled: a silent fill changes what is learned.
-    for column in [*features, cfg.target]:
+    # A feature column holds numbers, or text: categories, which the framework one-hot encodes
+    # where it splits (orchestrator.datasets.split), with the training split's categories. A
+    # column of numbers with text in it (a typo?) is refused.
+    text = []
+    for column in features:
+        values = frame[column].dropna()
+        numeric = pd.to_numeric(values, errors="coerce").notna().to_numpy()
+        if values.dtype.kind in "biuf" or numeric.all():
+            continue
+        if numeric.any():
+            row = int(frame.index.get_loc(values.index[(~numeric).nonzero()[0][0]]))
+            raise OrchestratorError(
+                f"data.path={cfg.path!r}: column {column!r} must be numeric but line {row + 2} of "
+                f"the file holds {frame[column].iloc[row]!r}; it holds numbers elsewhere. A column "
+                "is read as text categories (one-hot encoded) only when none of its values is a number."
+            )
+        text.append(column)
+    # Missing values are refused, never filled: a silent fill changes what is learned. In a text
+    # column a missing value is no category: all zeros, as a category the training split lacks.
+    for column in [*(f for f in features if f not in text), cfg.target]:
         empty = frame[column].isna().to_numpy().nonzero()[0]
         if len(empty):
             raise OrchestratorError(
@@ -158,11 +178,17 @@ def load_csv(cfg: CSVConfig, seed: int) -> Dataset:
         frame[column] = numeric
 
     for column in features:
-        numbers(column)
+        if column not in text:
+            numbers(column)
     task, rule = csv_target_task(cfg, frame[cfg.target])  # the features are sound: now the target
     if task == "regression":
         numbers(cfg.target)
-    x = frame[features].to_numpy(dtype=np.float64)
+    if text:  # a table, as read: the framework encodes it with the training split's categories
+        log.info("data=csv: text column%s %s one-hot encoded with the training split's categories",
+                 "s" if len(text) > 1 else "", ", ".join(map(repr, text)))
+        x = frame[features]
+    else:
+        x = frame[features].to_numpy(dtype=np.float64)
     if task == "regression":
         data = Dataset(x, frame[cfg.target].to_numpy(dtype=np.float64), "regression", source=str(path))
     else:

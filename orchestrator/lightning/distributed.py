@@ -17,6 +17,8 @@ import time
 from typing import Callable, Optional
 
 import torch
+
+from .ranks import worker_rank  # noqa: F401  (re-exported)
 #: The strategy name the trainer presets use: Lightning's DDP, with the rendezvous on loopback
 #: (:func:`join_process_group`) and the ranks started here (:class:`RankWatch`).
 STRATEGY_NAME = "ddp_loopback"
@@ -24,12 +26,6 @@ STRATEGY_NAME = "ddp_loopback"
 
 class RankFailed(RuntimeError):
     """Another DDP rank failed (an error, or killed): every rank is stopped and the run FAILED."""
-
-
-def worker_rank() -> bool:
-    """True in the processes started for ranks other than zero: they train but neither open
-    nor write runs."""
-    return int(os.environ.get("LOCAL_RANK", "0")) > 0 or int(os.environ.get("NODE_RANK", "0")) > 0
 
 
 def rank_error_file(rank: int) -> Optional[str]:

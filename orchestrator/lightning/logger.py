@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Callable, Optional
 from pytorch_lightning.loggers import Logger
 from pytorch_lightning.utilities import rank_zero_only
 
+from ..orphans import beat
+
 if TYPE_CHECKING:
     from ..tracking_api import MetricPoint, TrackedRun
 
@@ -21,7 +23,8 @@ class RunLogger(Logger):
     (:meth:`~orchestrator.tracking_api.TrackedRun.log_points`, which MLflow sends with one
     ``log_batch`` call per 1000 points) when ``flush_seconds`` have passed since the last
     hand-over, and when training ends (or fails): a point costs MLflow's SQLite store about
-    0.1 ms, more than a full-batch step of a small model, and a call far more.
+    0.1 ms, more than a full-batch step of a small model, and a call far more. Each hand-over
+    also refreshes the run's heartbeat (:func:`orchestrator.orphans.beat`, one tag).
     """
 
     def __init__(self, run: TrackedRun, flush_seconds: float = 10.0):
@@ -30,6 +33,7 @@ class RunLogger(Logger):
         self._buffer: list[MetricPoint] = []
         self._flush_seconds = flush_seconds
         self._last_flush = time.monotonic()
+        self._last_beat = float("-inf")
         #: Seconds spent handing metric points to the run (reported as time/logging_seconds).
         self.seconds = 0.0
         #: Called before points are handed over (a checkpoint that covers them), if set.
@@ -65,6 +69,9 @@ class RunLogger(Logger):
             self.before_send()
         if points:
             self._run.log_points(points)
+            if time.monotonic() - self._last_beat >= 1.0:  # the run is alive (orchestrator.orphans)
+                beat(self._run)
+                self._last_beat = time.monotonic()
         self._last_flush = time.monotonic()
         self.seconds += time.perf_counter() - started
 
