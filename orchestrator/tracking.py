@@ -415,7 +415,7 @@ class MLflowRun:
                     continue
                 logging.getLogger(__name__).warning(
                     "The data set %s (digest %s) was not recorded with run %s: %s",
-                            name, digest, self.run_id, text.splitlines()[0] if text else type(error).__name__)
+                    name, digest, self.run_id, text.splitlines()[0] if text else type(error).__name__)
                 return
 
     def log_model(self, module, example, serialization_format: str = "pickle") -> str:
