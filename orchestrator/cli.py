@@ -222,6 +222,10 @@ def _sweep_values(override) -> list[str]:
     return [str(override.value())]
 
 
+#: Groups of presets that choose options of their own (``override /regularizer: l2``).
+PRESET_GROUPS = ("experiment", "hparams_search")
+
+
 def refuse_settings_some_options_lack(catalog: Catalog, args: list[str], parsed: list[tuple[str, Any]]) -> None:
     """In a sweep, a setting of a group (``model.degree=...``) that some of the swept options
     do not have would fail those jobs one by one after the sweep started: refuse the sweep
@@ -231,6 +235,8 @@ def refuse_settings_some_options_lack(catalog: Catalog, args: list[str], parsed:
 
     if not is_multirun(args):
         return
+    if any(override.key_or_group in PRESET_GROUPS for _, override in parsed):
+        return  # a preset may choose the options itself; each job's settings are still checked
     chosen: dict[str, list[str]] = {}
     for _, override in parsed:
         if override.key_or_group in GROUPS and override.package is None:

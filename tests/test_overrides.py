@@ -50,6 +50,17 @@ def test_sweep_with_a_setting_some_options_lack_is_refused_before_anything_start
     assert not (tmp_path / "multirun").exists()
 
 
+def test_a_preset_that_chooses_the_options_is_not_refused_for_their_settings(tmp_path):
+    """hparams_search=linear_optuna picks regularizer=l2 itself: sweeping its strength is fine."""
+    result = cli("hparams_search=linear_optuna", "regularizer.strength=choice(0.001,0.01)",
+                 "hydra.sweeper.n_trials=2", "trainer.max_epochs=2", *TINY, "tracking.log_model=false",
+                 "tracking.plots=false", cwd=tmp_path, timeout=240)
+    assert result.returncode == 0, result.stderr[-3000:]
+    children = [r for r in all_runs(store_uri(tmp_path)) if "mlflow.parentRunId" in r.data.tags]
+    assert len(children) == 2 and {r.info.status for r in children} == {"FINISHED"}
+    assert {r.data.tags["orchestrator.regularizer"] for r in children} == {"l2"}
+
+
 def test_plus_key_sweeps_run_and_name_the_parent_params_without_the_prefix(tmp_path):
     result = cli("-m", "model=linear", "+trainer.gradient_clip_val=0.5,1.0", "++trainer.min_epochs=1",
                  *TINY, "tracking.log_model=false", "tracking.plots=false", cwd=tmp_path)
