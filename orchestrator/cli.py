@@ -415,6 +415,10 @@ def main() -> None:
         sweep.abandon_sweep(final_status(refusal), f"sweep ended early: {refusal}")
         fail(refusal)
     except BaseException as error:
+        if isinstance(error, KeyboardInterrupt):  # Ctrl-C outside training (Hydra between jobs)
+            import signal
+
+            error = Interrupted(signal.SIGINT)
         sweep.abandon_sweep(final_status(error), f"sweep ended early: {type(error).__name__}: {error}")
         if isinstance(error, Interrupted):
             print(f"Interrupted ({error}): runs in progress are KILLED, with a checkpoint to resume "

@@ -274,3 +274,27 @@ def test_periodic_checkpoints_can_be_turned_off(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     (run,) = all_runs(store_uri(tmp_path))
     assert mlflow.MlflowClient(store_uri(tmp_path)).list_artifacts(run.info.run_id, "checkpoints") == []
+
+
+CTRL_C_BETWEEN_JOBS = """
+import os, signal
+
+from orchestrator import hookimpl
+
+
+@hookimpl
+def on_sweep_start(sweep_dir, overrides):
+    os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C while Hydra, not a job, is running
+"""
+
+
+def test_ctrl_c_outside_a_job_ends_the_sweep_with_the_clean_message(tmp_path):
+    from conftest import make_distribution, with_site
+
+    site = tmp_path / "site"
+    make_distribution(site, "ctrl-c", "1.0", {"ctrl_c": "ctrl_c"}, {"ctrl_c.py": CTRL_C_BETWEEN_JOBS})
+    result = cli("-m", "model=linear,logistic", "tracking.log_model=false", cwd=tmp_path, env=with_site(site))
+    assert result.returncode == 130, result.stderr[-2000:]
+    assert "Interrupted" in result.stderr and "Traceback" not in result.stderr, result.stderr[-2000:]
+    (parent,) = all_runs(store_uri(tmp_path))
+    assert parent.info.status == "KILLED"
