@@ -15,7 +15,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
@@ -62,8 +62,8 @@ def hydra_app(cfg: DictConfig) -> float | None:
             cfg, overrides = rerun.config(rerun.active, cfg), rerun.active.extras
             tags[rerun.RERUN_OF] = rerun.active.run_id
             sys.argv = list(rerun.active.argv)  # DDP's other ranks run the command as typed
-        result = run(cfg, overrides=overrides, output_dir=hydra_cfg.runtime.output_dir,
-                     parent_run_id=parent["run_id"] if parent else None, extra_tags=tags)
+        result = run_with_retries(cfg, overrides, hydra_cfg, parent, tags,
+                                  int(cfg.sweep.get("retries") or 0) if multirun else 0)
     except Exception as error:
         if not multirun:
             if isinstance(error, OrchestratorError):
@@ -79,6 +79,37 @@ def hydra_app(cfg: DictConfig) -> float | None:
     metric, _ = ranking(cfg.sweep.metric, cfg.sweep.mode, result.splits.task)
     value = result.metrics.get(metric, float("nan"))
     return value if math.isfinite(value) else None
+
+
+def run_with_retries(cfg: DictConfig, overrides, hydra_cfg, parent: Optional[dict], tags: dict, retries: int):
+    """One job, tried again up to ``retries`` times when it fails unexpectedly (sweep.retries):
+    bad input and divergence (OrchestratorError) would only fail the same way again."""
+    from .runner import run
+
+    for attempt in range(1, retries + 2):
+        attempt_tags = {**tags, "orchestrator.attempt": str(attempt)} if retries else tags
+        try:
+            return run(cfg, overrides=overrides, output_dir=hydra_cfg.runtime.output_dir,
+                       parent_run_id=parent["run_id"] if parent else None, extra_tags=attempt_tags)
+        except Exception as error:
+            if attempt > retries or isinstance(error, OrchestratorError):
+                raise
+            mark_retried(error)
+            print(f"Job {hydra_cfg.job.num} attempt {attempt} of {retries + 1} failed: "
+                  f"{type(error).__name__}: {error}; trying again.", file=sys.stderr)
+
+
+def mark_retried(error: BaseException) -> None:
+    """Tag the FAILED run of a superseded attempt ``orchestrator.retried=true``, if it has one."""
+    from .sweep import _tracker
+
+    where = getattr(error, "orchestrator_run", None)
+    if where is None:
+        return
+    try:
+        _tracker(where[0]).attach(where[1]).set_tags({"orchestrator.retried": "true"})
+    except Exception as failure:  # the retry goes on; the summary may count the attempt as failed
+        print(f"Warning: could not tag run {where[1]} as retried: {failure}", file=sys.stderr)
 
 
 def crashed(error: Exception, output_dir: str) -> None:

@@ -71,6 +71,10 @@ class SweepConfig:
     #: digest and plugin versions) matches a FINISHED run of the same experiment is recorded as a
     #: run tagged orchestrator.reused_from=<that run> holding its metrics, and is not trained.
     reuse: bool = False
+    #: In a sweep, run a job again, up to this many times, when it fails for a reason other than
+    #: bad input or divergence (an unexpected error: a crash, a lost connection); each attempt is
+    #: a run tagged orchestrator.attempt, a superseded one also orchestrator.retried=true.
+    retries: int = check(0, ge=0)
 
 
 @dataclass

@@ -217,12 +217,15 @@ def close_sweep(sweep_dir: str, metric: Optional[str], mode: Optional[str]) -> d
     tracker = _tracker(parent["tracking_uri"])
     parent_id = parent["run_id"]
     children = tracker.children(parent_id)
+    retried = [c for c in children if c.tags.get("orchestrator.retried") == "true"]  # superseded attempts
+    children = [c for c in children if c not in retried]
     summary = summarise(children, metric, mode)
     rows, best = summary["rows"], summary["best"]
     failed = [r for r in rows if r["status"] != FINISHED]
     reused = sorted((r for r in rows if r["reused_from"] and r["status"] == FINISHED), key=lambda r: int(r["job"] or 0))
     tags: dict[str, str] = {"orchestrator.sweep.children": str(len(rows)),
                             "orchestrator.sweep.failed": str(len(failed)),
+                            "orchestrator.sweep.retried": str(len(retried)),
                             "orchestrator.sweep.reused": str(len(reused))}
     metrics: dict[str, float] = {"sweep/children": len(rows), "sweep/failed": len(failed),
                                  "sweep/reused": len(reused)}
@@ -254,6 +257,10 @@ def close_sweep(sweep_dir: str, metric: Optional[str], mode: Optional[str]) -> d
                               for r in reused))
     if failed:
         text += "\n\nFailed jobs:\n" + "\n".join(f"  job {r['job']} ({r['overrides']}): {r['error']}" for r in failed)
+    if retried:
+        text += f"\n\n{len(retried)} failed attempt(s) were tried again (sweep.retries): " + ", ".join(
+            f"job {c.tags.get('orchestrator.sweep.job', '?')} attempt {c.tags.get('orchestrator.attempt', '?')} "
+            f"(run {c.run_id})" for c in retried)
     parent_run = tracker.attach(parent_id)
     parent_run.log_params(params)
     parent_run.set_tags(tags)

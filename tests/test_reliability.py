@@ -298,3 +298,47 @@ def test_ctrl_c_outside_a_job_ends_the_sweep_with_the_clean_message(tmp_path):
     assert "Interrupted" in result.stderr and "Traceback" not in result.stderr, result.stderr[-2000:]
     (parent,) = all_runs(store_uri(tmp_path))
     assert parent.info.status == "KILLED"
+
+
+FLAKY = """
+from orchestrator import hookimpl
+
+failures = {"left": 1}
+
+
+@hookimpl
+def on_run_start(run, cfg):
+    if cfg.seed == 1 and failures["left"]:  # the first attempt of one job crashes
+        failures["left"] -= 1
+        raise ConnectionError("the store went away")
+"""
+
+
+@pytest.mark.parametrize("retries", [0, 1])
+def test_sweep_retries_a_job_that_crashed_and_keeps_each_attempt(tmp_path, retries):
+    from conftest import make_distribution, with_site
+
+    site = tmp_path / "site"
+    make_distribution(site, "flaky", "1.0", {"flaky": "flaky"}, {"flaky.py": FLAKY})
+    result = cli("-m", "seed=0,1", f"sweep.retries={retries}", "trainer.max_epochs=2", "tracking.log_model=false",
+                 "tracking.plots=false", cwd=tmp_path, env=with_site(site))
+    children = [r for r in all_runs(store_uri(tmp_path)) if "mlflow.parentRunId" in r.data.tags]
+    if not retries:
+        assert result.returncode == 1 and "ConnectionError" in result.stderr
+        assert sorted(r.info.status for r in children) == ["FAILED", "FINISHED"]
+        return
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "attempt 1 of 2 failed: ConnectionError" in result.stderr
+    attempts = sorted((r.data.params["seed"], r.data.tags["orchestrator.attempt"], r.info.status,
+                       r.data.tags.get("orchestrator.retried")) for r in children)
+    assert attempts == [("0", "1", "FINISHED", None), ("1", "1", "FAILED", "true"), ("1", "2", "FINISHED", None)]
+    parent = next(r for r in all_runs(store_uri(tmp_path)) if r.data.tags.get("orchestrator.sweep") == "parent")
+    assert parent.data.tags["orchestrator.sweep.failed"] == "0" and parent.data.tags["orchestrator.sweep.retried"] == "1"
+
+
+def test_bad_input_and_divergence_are_not_retried(tmp_path):
+    result = cli("-m", "optimizer.lr=50", "trainer.max_epochs=300", "sweep.retries=2", "tracking.log_model=false",
+                 "tracking.plots=false", cwd=tmp_path)
+    assert result.returncode == 1
+    children = [r for r in all_runs(store_uri(tmp_path)) if "mlflow.parentRunId" in r.data.tags]
+    assert [r.info.status for r in children] == ["FAILED"] and "trying again" not in result.stderr
