@@ -342,3 +342,26 @@ def test_bad_input_and_divergence_are_not_retried(tmp_path):
     assert result.returncode == 1
     children = [r for r in all_runs(store_uri(tmp_path)) if "mlflow.parentRunId" in r.data.tags]
     assert [r.info.status for r in children] == ["FAILED"] and "trying again" not in result.stderr
+
+
+def test_slow_checkpoints_space_out_the_metric_sends_not_the_metrics(compose, catalog, tmp_path, monkeypatch):
+    """A checkpoint that takes long to write spaces the sends (each still behind a checkpoint)
+    so that checkpointing stays a small part of training; every epoch's metrics still arrive."""
+    import pytorch_lightning as pl
+
+    from orchestrator.runner import run
+
+    saves, original = [], pl.Trainer.save_checkpoint
+
+    def slow(self, *args, **kwargs):
+        saves.append(time.monotonic())
+        time.sleep(0.1)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(pl.Trainer, "save_checkpoint", slow)
+    result = run(compose("trainer.max_epochs=40", "tracking.flush_seconds=0.001", "tracking.log_model=false",
+                         "tracking.plots=false"), catalog=catalog)
+    assert 1 <= len(saves) <= 5, len(saves)  # not one a epoch: at least 10 x 0.1 s apart
+    assert all(b - a >= 0.9 for a, b in zip(saves, saves[1:]))
+    history = mlflow.MlflowClient(store_uri(tmp_path)).get_metric_history(result.run_id, "train/loss")
+    assert len(history) == 40

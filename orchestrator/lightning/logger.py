@@ -31,7 +31,7 @@ class RunLogger(Logger):
         super().__init__()
         self._run = run
         self._buffer: list[MetricPoint] = []
-        self._flush_seconds = flush_seconds
+        self.flush_seconds = flush_seconds
         self._last_flush = time.monotonic()
         self._last_beat = float("-inf")
         #: Seconds spent handing metric points to the run (reported as time/logging_seconds).
@@ -58,7 +58,7 @@ class RunLogger(Logger):
         for key, value in metrics.items():
             value = value.item() if hasattr(value, "item") else float(value)
             self._buffer.append((key, value, timestamp, step or 0))
-        if time.monotonic() - self._last_flush > self._flush_seconds:
+        if time.monotonic() - self._last_flush > self.flush_seconds:
             self.flush()
         self.seconds += time.perf_counter() - started
 

@@ -205,7 +205,7 @@ class Training:
 
         logger = RunLogger(run, self.flush_seconds) if run is not None else _NoLogger()
         if run is not None and self.checkpoints and not self.distributed:
-            logger.before_send = partial(self._checkpoint, run)
+            logger.before_send = partial(self._checkpoint, run, logger)
         # Without a run (DDP ranks other than zero), a logger that drops everything: callbacks
         # such as LearningRateMonitor refuse a Trainer with none.
         self.trainer.loggers = [logger] if run is not None else [DummyLogger()]
@@ -274,16 +274,22 @@ class Training:
         logger.flush()
         return final
 
-    def _checkpoint(self, run: TrackedRun) -> None:
+    def _checkpoint(self, run: TrackedRun, logger: RunLogger) -> None:
         """Save the fit's state and log it to the run as checkpoints/last.ckpt: called before
-        metric points are sent, so the store never records an epoch no checkpoint covers."""
+        metric points are sent, so the store never records an epoch no checkpoint covers.
+
+        A large model's checkpoint can take seconds to write and upload: the sends are then
+        spaced so that checkpointing costs at most a tenth of the time between them (the
+        metrics stay as complete; they reach the store less often)."""
         from pytorch_lightning.trainer.states import TrainerFn
 
         if self.trainer.state.fn != TrainerFn.FITTING or self.trainer.sanity_checking:
             return
+        started = time.monotonic()
         self.trainer.save_checkpoint(self.checkpoint_path)
         run.log_artifact(self.checkpoint_path, "checkpoints")
         self.checkpoints_logged += 1
+        logger.flush_seconds = max(self.flush_seconds, 10 * (time.monotonic() - started))
 
     def best_checkpoint(self) -> Optional[str]:
         """The best checkpoint of ``callbacks=[model_checkpoint]`` once fitted, else None."""
