@@ -16,6 +16,7 @@ Importing this module is cheap: nothing heavier than OmegaConf at module level.
 from __future__ import annotations
 
 import logging
+import tempfile
 from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
@@ -145,7 +146,9 @@ def prepare(cfg: DictConfig, catalog: Catalog, uri: Optional[str] = None, output
         callbacks=callbacks,
         seed=seed,
         flush_seconds=float(checked.tracking.flush_seconds),
-        output_dir=output_dir or ".",
+        # Called as a library without a folder (not through Hydra): checkpoints go to a fresh
+        # temporary folder, never into whatever directory the caller happens to be in.
+        output_dir=output_dir or tempfile.mkdtemp(prefix="orchestrator-"),
         tf32=bool(cfg.get("tf32", True)),
         checkpoints=bool(checked.tracking.checkpoints),
     )
