@@ -171,7 +171,9 @@ def watching(values: Any, task: Any, where: str) -> Any:
         )
     changes = {"monitor": monitor}
     if hasattr(values, "mode") and values.mode is None:
-        changes["mode"] = "max" if monitor.rsplit("/", 1)[-1] in ("accuracy", "f1", "r2") else "min"
+        from .sweep import ranking  # the one rule for which way a metric is better
+
+        changes["mode"] = ranking(monitor, None, task.name)[1]
     return dataclasses.replace(values, **changes)
 
 

@@ -4,6 +4,7 @@ and real subprocess runs of ``python -m orchestrator``."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -63,6 +64,30 @@ def make_distribution(site: Path, name: str, version: str, entry_points: dict[st
 
 def with_site(site: Path, **extra) -> dict:
     return {"PYTHONPATH": str(site), "ORCHESTRATOR_DISABLE_PLUGIN_AUTOLOAD": "0", **extra}
+
+
+#: Debian's chromium, driven by playwright in the MLflow UI tests (skipped without it).
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def launch_chromium(playwright):
+    """A headless chromium for the MLflow UI tests: no sandbox (root in CI), nothing fetched."""
+    return playwright.chromium.launch(executable_path=CHROMIUM, args=[
+        "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run"])
+
+
+def catalog_with(plugin, name: str, distribution: str):
+    """The installed plugins plus ``plugin`` (registered as ``name``, from ``distribution``),
+    registered with Hydra: a third party's plugin without installing it."""
+    from orchestrator.plugins import Catalog, PluginInfo, load_plugins
+
+    pm, infos, failures = load_plugins()
+    pm.register(plugin, name=name)
+    infos[name] = PluginInfo(name, distribution, "1.0", "tests")
+    catalog = Catalog(pm, infos, failures)
+    catalog.register_with_hydra()
+    return catalog
 
 
 def store_uri(directory: Path) -> str:

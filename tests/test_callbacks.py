@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from conftest import all_runs, cli, store_uri
+from conftest import all_runs, catalog_with, cli, store_uri
 
 FAST = ["tracking.plots=false", "data.n_samples=300"]
 
@@ -79,7 +79,6 @@ def test_bad_callback_settings_exit_2_with_one_paragraph(tmp_path, args, named):
 def test_a_plugin_adds_a_callback_with_a_schema(tmp_path):
     from orchestrator import Callback, check, hookimpl
     from orchestrator.config import compose
-    from orchestrator.plugins import Catalog, PluginInfo, load_plugins
     from orchestrator.runner import run
 
     seen = []
@@ -103,11 +102,7 @@ def test_a_plugin_adds_a_callback_with_a_schema(tmp_path):
         def register_components(self):
             return [Callback("count_epochs", CountConfig, build, "Count epochs.")]
 
-    pm, infos, failures = load_plugins()
-    pm.register(Plugin(), name="counting")
-    infos["counting"] = PluginInfo("counting", "orchestrator-counting", "1.0", "tests")
-    catalog = Catalog(pm, infos, failures)
-    catalog.register_with_hydra()
+    catalog = catalog_with(Plugin(), "counting", "orchestrator-counting")
     cfg = compose([f"tracking.uri={store_uri(tmp_path)}", "model=logistic", "trainer.max_epochs=4",
                    "callbacks=[count_epochs,lr_monitor]", "callbacks.count_epochs.every=2",
                    "tracking.log_model=false", *FAST], catalog)

@@ -10,10 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import all_runs, cli, store_uri
+from conftest import CHROMIUM, all_runs, cli, launch_chromium, store_uri
 from servers import listening_addresses, mlflow_server
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 SCREENSHOTS = Path(__file__).resolve().parent.parent / "build" / "screenshots"
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (apt-get install chromium)")
 
@@ -38,9 +37,7 @@ def test_ui_shows_the_sweep_parent_its_children_and_their_metrics(ui_server):
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync", "--no-first-run"])
+        browser = launch_chromium(p)
         try:
             page = browser.new_page(viewport={"width": 2000, "height": 700})
             page.goto(f"{url}/#/experiments/{parent.info.experiment_id}/runs")

@@ -18,7 +18,7 @@ import mlflow
 import numpy as np
 import pytest
 
-from conftest import all_runs, cli, store_uri
+from conftest import CHROMIUM, all_runs, cli, launch_chromium, store_uri
 from orchestrator.provenance import describe_data, differences, git_tags, record
 
 QUICK = ["model=linear", "trainer.max_epochs=3", "data.n_samples=100", "tracking.plots=false",
@@ -237,7 +237,6 @@ def test_differences_name_each_changed_version():
     assert differences(before, before) == []
 
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (apt-get install chromium)")
@@ -252,9 +251,7 @@ def test_the_ui_shows_the_data_set_in_its_datasets_column(tmp_path):
     with mlflow_server("ui", ["--backend-store-uri", store_uri(tmp_path)], cwd=tmp_path,
                        log=tmp_path / "ui.log", wait=60) as (url, _):
         with playwright.sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=[
-                "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync", "--no-first-run"])
+            browser = launch_chromium(p)
             try:
                 page = browser.new_page(viewport={"width": 2000, "height": 700})
                 page.goto(f"{url}/#/experiments/{run.info.experiment_id}/runs")

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from conftest import all_runs, cli, store_uri
+from conftest import all_runs, catalog_with, cli, store_uri
 
 FAST = ["tracking.plots=false", "tracking.log_model=false", "data.n_samples=200"]
 
@@ -78,7 +78,6 @@ def test_a_plugin_adds_a_schedule(tmp_path):
     builder, found by the catalogue and used by the trainer."""
     from orchestrator import Scheduler, check, hookimpl
     from orchestrator.config import compose
-    from orchestrator.plugins import Catalog, PluginInfo, load_plugins
     from orchestrator.runner import run
 
     @dataclass
@@ -96,11 +95,7 @@ def test_a_plugin_adds_a_schedule(tmp_path):
         def register_components(self):
             return [Scheduler("halving", HalvingConfig, build, "Halve the rate.")]
 
-    pm, infos, failures = load_plugins()
-    pm.register(Plugin(), name="halving")
-    infos["halving"] = PluginInfo("halving", "orchestrator-halving", "1.0", "tests")
-    catalog = Catalog(pm, infos, failures)
-    catalog.register_with_hydra()
+    catalog = catalog_with(Plugin(), "halving", "orchestrator-halving")
     cfg = compose([f"tracking.uri={store_uri(tmp_path)}", "model=logistic", "optimizer=adam",
                    "optimizer.lr=0.01", "trainer.max_epochs=3", "scheduler=halving", *FAST], catalog)
     result = run(cfg, catalog=catalog)
