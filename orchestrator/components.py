@@ -77,6 +77,15 @@ class Optimizer(Component):
     """
 
     group: ClassVar[str] = "optimizer"
+    #: Epochs a fit takes when ``trainer.max_epochs`` is left null (the default): what this
+    #: optimizer needs to train the built-in models on the data they are made for. An epoch is
+    #: one step for a full-batch optimizer and many for a mini-batch one.
+    epochs: int = 20
+
+    def __post_init__(self):
+        super().__post_init__()
+        if not isinstance(self.epochs, int) or isinstance(self.epochs, bool) or self.epochs < 1:
+            raise TypeError(f"Optimizer {self.name!r}: epochs={self.epochs!r}; use a positive integer")
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Optional, Sequence
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from .components import CALLBACKS, GROUPS, INPUT_KINDS, TASKS
 from .config import Config, SweepConfig, TrackingConfig
@@ -101,6 +101,7 @@ def validate(cfg: DictConfig, catalog: "Catalog") -> Settings:
     check_top_level_keys(cfg)
     tracking, sweep = check_top_level(cfg)
     trainer = trainer_arguments(cfg)
+    default_epochs(cfg, trainer, chosen["optimizer"].component)
     check_trainer_names(trainer)
     check_trainer_values(trainer)
     callbacks = {name: (catalog.get(CALLBACKS, name), None) for name in (cfg.get(CALLBACKS) or {})}
@@ -288,6 +289,21 @@ def trainer_arguments(cfg: DictConfig) -> dict[str, Any]:
         raise OrchestratorError(f"trainer={node!r} is not valid: trainer holds Lightning Trainer arguments "
                                 "(trainer=cpu, trainer=gpu, trainer.max_epochs=5).")
     return OmegaConf.to_container(node, resolve=True)
+
+
+def default_epochs(cfg: DictConfig, trainer: dict, optimizer) -> None:
+    """``trainer.max_epochs`` left null (the default) becomes the optimizer's ``epochs``: what it
+    needs on the data the built-in models are made for (40 full-batch steps of gd, 12 epochs of
+    Adam). Written into ``cfg`` too, so that the run's params, config and job key hold the number
+    trained, and a rerun or a resume trains exactly as many. ``trainer.max_steps`` set alone
+    leaves the epochs unbounded, as Lightning does."""
+    if trainer.get("max_epochs") is not None or trainer.get("max_steps") not in (None, -1):
+        return
+    epochs = getattr(optimizer, "epochs", 20)
+    trainer["max_epochs"] = epochs
+    if isinstance(cfg.get("trainer"), DictConfig):
+        with open_dict(cfg.trainer):
+            cfg.trainer.max_epochs = epochs
 
 
 def check_trainer_names(args: dict, accepted: Optional[Iterable[str]] = None) -> None:

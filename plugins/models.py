@@ -22,11 +22,11 @@ class LogisticConfig:
 @dataclass
 class CNNConfig:
     #: Output channels of the first convolution.
-    channels1: int = check(16, ge=1)
+    channels1: int = check(32, ge=1)
     #: Output channels of the second convolution.
-    channels2: int = check(32, ge=1)
+    channels2: int = check(64, ge=1)
     #: Width of the hidden dense layer.
-    hidden: int = check(64, ge=1)
+    hidden: int = check(128, ge=1)
     #: Activation after each hidden layer: relu, tanh or sigmoid.
     activation: str = check("relu", choices=("relu", "tanh", "sigmoid"))
     #: Convolution kernel size (odd; padding keeps the spatial size).

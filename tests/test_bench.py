@@ -20,6 +20,9 @@ def test_correctness_benchmark_runs_and_prints_its_table(tmp_path):
     import json
 
     rows = json.loads(out.read_text())
-    assert len(rows) == 5
+    assert len(rows) == 17
+    # every README usage command runs at its defaults, against a reference on the same split
+    defaults = [r for r in rows if r["check"].startswith("defaults:")]
+    assert len(defaults) == 12 and all("sklearn" in r["reference"] for r in defaults)
     # even at tiny sizes the least-squares and logistic rows hit their targets
     assert rows[0]["ok"] and rows[2]["ok"]

@@ -221,7 +221,21 @@ def test_validate_returns_the_checked_settings(catalog, compose):
     assert settings.callbacks == {}
     assert settings.groups["optimizer"].lr == 0.01
     assert (settings.input_kind, settings.task) == ("image", "classification")
-    assert settings.trainer["max_epochs"] == 20 and settings.tracking.experiment == "orchestrator"
+    assert settings.tracking.experiment == "orchestrator"
+
+
+def test_epochs_left_null_are_the_optimizers_and_recorded_in_the_config(catalog, compose):
+    """trainer.max_epochs: null (the default) trains as many epochs as the optimizer needs (40
+    full-batch steps of gd, 12 epochs of Adam); the config then holds that number, so a run's
+    params, its job key and a rerun see what was trained. A number given is kept."""
+    from orchestrator.settings import validate
+
+    for optimizer, epochs in (("gd", 40), ("adam", 12), ("minibatch", 20)):
+        cfg = compose(f"optimizer={optimizer}")
+        assert cfg.trainer.max_epochs is None
+        assert validate(cfg, catalog).trainer["max_epochs"] == epochs and cfg.trainer.max_epochs == epochs
+    cfg = compose("optimizer=adam", "trainer.max_epochs=3")
+    assert validate(cfg, catalog).trainer["max_epochs"] == 3
 
 
 def test_refusal_benchmark_runs_and_checks_every_refusal(tmp_path):
