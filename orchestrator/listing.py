@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from .components import GROUPS
+from .components import CALLBACKS, GROUPS
 from .plugins import Catalog
 
 USAGE = """usage: orchestrator plugins [--help]
@@ -26,7 +26,7 @@ def list_plugins(catalog: Catalog, seconds: float) -> str:
         lines.append("")
         lines.append(f"{info.name}  ({info.distribution} {info.version}, {info.module})")
         lines.append(f"  hooks: {', '.join(info.hooks) or 'none'}")
-        for group in GROUPS:
+        for group in (*GROUPS, CALLBACKS):
             for name, provided in sorted(catalog.options[group].items()):
                 if provided.plugin.name == info.name:
                     text = " ".join(str(provided.component.description or "").split())

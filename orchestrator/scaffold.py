@@ -1,8 +1,9 @@
 """``orchestrator new-plugin NAME``: write a plugin distribution that installs and passes its tests.
 
 The distribution holds ``pyproject.toml`` (with the ``orchestrator`` entry point), a package with
-one component (a model by default; an optimizer or a data set with ``--kind``) and its typed
-schema, a README, and tests built on :mod:`orchestrator.testing`'s contract suites.
+one component (a model by default; an optimizer, a regularizer, a learning-rate schedule, a
+callback or a data set with ``--kind``) and its typed schema, a README, and tests built on
+:mod:`orchestrator.testing`'s contract suites.
 
 Plain argparse and string templates: nothing here imports torch, Lightning or MLflow, and the
 templates live in this module, so they ship wherever the module does.
@@ -14,6 +15,7 @@ import argparse
 import keyword
 import os
 import re
+import shlex
 import shutil
 import sys
 import tempfile
@@ -21,9 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn, Optional
 
+from .components import CALLBACKS
 from .errors import OrchestratorError
 
-KINDS = ("model", "optimizer", "data")
+KINDS = ("model", "optimizer", "regularizer", "scheduler", "callback", "data")
 
 #: What a distribution name may be here: a PEP 508 name that also makes a Python package name.
 NAME_RULE = re.compile(r"[a-z][a-z0-9]*(?:[-_][a-z0-9]+)*")
@@ -34,7 +37,7 @@ HYDRA_WORDS = {"null", "true", "false", "nan", "inf"}
 #: Folders the distribution or its build already has: the package cannot take their names.
 TAKEN_FOLDERS = {"tests", "test", "build", "dist"}
 
-USAGE = "orchestrator new-plugin NAME [--dir DIR] [--kind {model,optimizer,data}]"
+USAGE = f"orchestrator new-plugin NAME [--dir DIR] [--kind {{{','.join(KINDS)}}}]"
 
 DESCRIPTION = """\
 Write a new plugin distribution for orchestrator in DIR/NAME: a pyproject.toml that declares
@@ -66,7 +69,7 @@ build-backend = "setuptools.build_meta"
 [project]
 name = "{{dist}}"
 version = "0.1.0"
-description = "An orchestrator plugin: {{group}}={{option}}."
+description = "An orchestrator plugin: {{choice}}."
 readme = "README.md"
 requires-python = ">=3.10"
 # orchestrator brings torch, Lightning and MLflow, in the versions it supports. Add only what
@@ -101,7 +104,7 @@ multirun/
 """
 
 INIT = '''\
-"""{{dist}}: an orchestrator plugin providing {{group}}={{option}}."""
+"""{{dist}}: an orchestrator plugin providing {{choice}}."""
 
 __version__ = "0.1.0"
 '''
@@ -111,7 +114,7 @@ README = """\
 
 A plugin for orchestrator, made with `orchestrator new-plugin`. It adds one option:
 
-- `{{group}}={{option}}`: {{description}}
+- `{{choice}}`: {{description}}
 
 ## Install and check
 
@@ -129,7 +132,7 @@ python -m pytest               # orchestrator's contract suite for {{kind_noun}}
 
 ## Settings
 
-Each is `{{group}}.<name>=<value>` on the command line; types and rules are checked before
+Each is `{{prefix}}.<name>=<value>` on the command line; types and rules are checked before
 anything is built (`{{package}}/plugin.py`, the `{{schema}}` dataclass).
 
 | setting | default | rule | meaning |
@@ -553,10 +556,343 @@ python -m orchestrator data={{option}} data.n_features=5 data.noise=0.5 optimize
 python -m orchestrator -m data={{option}} optimizer=gd,adam            # a sweep: a child run per optimizer"""
 
 
+# ---- regularizer ------------------------------------------------------------------------------
+
+REGULARIZER_PLUGIN = '''\
+"""The module the entry point names: the schema of regularizer={{option}}, its penalty and the hooks.
+
+orchestrator imports this module for every command, `orchestrator plugins` and `--help`
+included: keep it cheap, with no torch at module level (the penalty needs none).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from orchestrator import Regularizer, check, hookimpl
+
+
+@dataclass
+class {{schema}}:
+    """Settings of regularizer={{option}}: each field is `regularizer.<field>=...` on the
+    command line, type-checked from its annotation and checked against its rule before anything
+    is built."""
+
+    #: Multiplies the penalty; at least 0.
+    strength: float = check(1e-3, ge=0)
+
+
+def build(cfg: {{schema}}):
+    """The penalty of one run: `penalty(module)` is a scalar tensor added to the loss each step
+    and logged as train/penalty. Return None instead for no penalty at all."""
+
+    def penalty(module):
+        # Weight matrices and kernels (ndim > 1), never biases. Build the value from the
+        # parameters themselves, so that it lies on their device.
+        return cfg.strength * sum(w.pow(2).sum() for w in module.parameters() if w.ndim > 1)
+
+    return penalty
+
+
+@hookimpl
+def register_components():
+    return [Regularizer(name="{{option}}", schema={{schema}}, build=build, description="{{description}}")]
+'''
+
+REGULARIZER_TESTS = '''\
+"""Tests of {{dist}}: orchestrator's contract suite for regularizers, and this plugin's own.
+
+The suites load the plugin through its entry point, as `python -m orchestrator` does: install
+the distribution first (pip install -e '.[test]'), then run python -m pytest.
+"""
+
+from __future__ import annotations
+
+import mlflow
+
+from orchestrator.testing import RegularizerContract, train_once
+
+
+class Test{{klass}}(RegularizerContract):
+    """The checks every regularizer passes: registered by an installed distribution, described,
+    a typed schema that builds from its defaults, a non-negative differentiable scalar penalty,
+    and no penalty for zero weights."""
+
+    name = "{{option}}"
+
+
+def test_adds_its_penalty_to_the_loss(tmp_path):
+    # train_once composes the config as the command line does (these are the overrides), trains
+    # into a SQLite MLflow store under tmp_path and returns the run's id, URI and final metrics.
+    # Without model=, data= and optimizer=, that is model=linear on data=regression.
+    result = train_once(tmp_path, "regularizer={{option}}", "regularizer.strength=0.1", "trainer.max_epochs=3")
+    assert result.metrics["train/penalty"] > 0
+    run = mlflow.MlflowClient(result.tracking_uri).get_run(result.run_id)
+    assert run.data.params["regularizer.strength"] == "0.1"
+    assert run.data.tags["orchestrator.regularizer.distribution"] == "{{dist}}==0.1.0"
+'''
+
+REGULARIZER_SETTINGS = [
+    ("strength", "0.001", ">= 0", "multiplies the sum of squared weights (biases left out)"),
+]
+
+REGULARIZER_USAGE = """\
+python -m orchestrator regularizer={{option}} regularizer.strength=0.01     # model=linear on data=regression
+python -m orchestrator -m regularizer={{option}},l2 regularizer.strength=0.001,0.01 model=logistic   # a sweep"""
+
+# ---- scheduler --------------------------------------------------------------------------------
+
+SCHEDULER_PLUGIN = '''\
+"""The module the entry point names: the schema of scheduler={{option}}, its builder and the hooks.
+
+orchestrator imports this module for every command, `orchestrator plugins` and `--help`
+included: keep it cheap, importing torch inside the builder.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from orchestrator import Scheduler, check, hookimpl
+
+
+@dataclass
+class {{schema}}:
+    """Settings of scheduler={{option}}: each field is `scheduler.<field>=...` on the command
+    line, type-checked from its annotation and checked against its rule before anything is
+    built."""
+
+    #: Share of the fit's steps over which the rate rises linearly to optimizer.lr, in [0, 1).
+    warmup_fraction: float = check(0.1, ge=0, lt=1)
+    #: The rate the decay ends at, as a fraction of optimizer.lr, in [0, 1].
+    final_fraction: float = check(0.0, ge=0, le=1)
+
+
+def build(cfg: {{schema}}, optimizer, total_steps: int, max_epochs: int):
+    """The torch scheduler of one run, over the optimizer the run built. orchestrator steps it
+    after every optimizer step (interval="step" below); total_steps is their number in the
+    whole fit. Return None instead for a constant rate."""
+    import torch
+
+    warmup = int(cfg.warmup_fraction * total_steps)
+
+    def factor(step: int) -> float:  # multiplies optimizer.lr at optimizer step `step`
+        if step < warmup:
+            return (step + 1) / (warmup + 1)
+        progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
+        return 1.0 - (1.0 - cfg.final_fraction) * progress
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+@hookimpl
+def register_components():
+    return [
+        Scheduler(
+            name="{{option}}",
+            schema={{schema}},
+            build=build,
+            description="{{description}}",
+            interval="step",  # or "epoch": stepped once after each epoch
+            # A schedule that steps on a metric (ReduceLROnPlateau) names it: monitor="val/loss".
+        )
+    ]
+'''
+
+SCHEDULER_TESTS = '''\
+"""Tests of {{dist}}: orchestrator's contract suite for learning-rate schedules, and this
+plugin's own.
+
+The suites load the plugin through its entry point, as `python -m orchestrator` does: install
+the distribution first (pip install -e '.[test]'), then run python -m pytest.
+"""
+
+from __future__ import annotations
+
+import mlflow
+import pytest
+
+from orchestrator.testing import SchedulerContract, train_once
+
+
+class Test{{klass}}(SchedulerContract):
+    """The checks every schedule passes: registered by an installed distribution, described, a
+    typed schema that builds from its defaults, a torch scheduler of the optimizer it is given,
+    a finite positive rate through the whole fit, a published metric for a metric-driven one,
+    and a real training run that logs train/lr."""
+
+    name = "{{option}}"
+
+
+def test_warms_up_then_decays(tmp_path):
+    # train_once composes the config as the command line does (these are the overrides), trains
+    # into a SQLite MLflow store under tmp_path and returns the run's id, URI and final metrics.
+    # Without model= and data=, that is model=linear on data=regression; optimizer=gd is
+    # full-batch gradient descent: one step per epoch, 4 in all, the first 2 of them warm-up.
+    result = train_once(tmp_path, "scheduler={{option}}", "scheduler.warmup_fraction=0.5", "optimizer=gd",
+                        "optimizer.lr=0.3", "trainer.max_epochs=4")
+    client = mlflow.MlflowClient(result.tracking_uri)
+    history = sorted(client.get_metric_history(result.run_id, "train/lr"), key=lambda m: m.step)
+    lr = [m.value for m in history]  # the rate each epoch began with
+    assert lr == pytest.approx([0.1, 0.2, 0.3, 0.15])
+    assert client.get_run(result.run_id).data.tags["orchestrator.scheduler.distribution"] == "{{dist}}==0.1.0"
+'''
+
+SCHEDULER_SETTINGS = [
+    ("warmup_fraction", "0.1", "in [0, 1)",
+     "share of the steps over which the rate rises linearly to `optimizer.lr`"),
+    ("final_fraction", "0.0", "in [0, 1]", "the rate the linear decay ends at, as a fraction of `optimizer.lr`"),
+]
+
+SCHEDULER_USAGE = """\
+python -m orchestrator scheduler={{option}}                           # model=linear on data=regression
+python -m orchestrator scheduler={{option}} scheduler.warmup_fraction=0.2 optimizer=adam trainer.max_epochs=20
+python -m orchestrator -m scheduler={{option}},cosine optimizer=adam    # a sweep against a built-in"""
+
+# ---- callback ---------------------------------------------------------------------------------
+
+CALLBACK_PLUGIN = '''\
+"""The module the entry point names: the schema of callbacks=[{{option}}] and the hooks.
+
+orchestrator imports this module for every command, `orchestrator plugins` and `--help`
+included: keep it cheap, with no torch or Lightning at module level. The callback lives in
+callback.py, imported only when a run builds it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from orchestrator import Callback, check, hookimpl
+
+
+@dataclass
+class {{schema}}:
+    """Settings of callbacks=[{{option}}]: each field is `callbacks.{{option}}.<field>=...` on
+    the command line, type-checked from its annotation and checked against its rule before
+    anything is built.
+
+    A callback that watches a metric takes it from a field `monitor: Optional[str] = None`
+    (with `mode`): null is the task's ranking metric, and any other is checked against the
+    metrics the run publishes before training starts.
+    """
+
+    #: Order of the norm: 2 is the Euclidean norm; at least 1.
+    norm_type: float = check(2.0, ge=1)
+
+
+def build(cfg: {{schema}}):
+    """The Lightning callback of one run."""
+    from .callback import {{klass}}
+
+    return {{klass}}(cfg.norm_type)
+
+
+@hookimpl
+def register_components():
+    return [Callback(name="{{option}}", schema={{schema}}, build=build, description="{{description}}")]
+'''
+
+CALLBACK_IMPL = '''\
+"""The Lightning callback behind callbacks=[{{option}}]: edit it, or replace it with yours.
+
+Any pytorch_lightning.Callback hook works. A value logged with pl_module.log(name, value,
+on_epoch=True) reaches MLflow with the run's other metrics. orchestrator may train on a GPU:
+make tensors from those you are given (p.grad, torch.stack of them), never with a bare
+torch.tensor(...), which is made on the CPU.
+"""
+
+from __future__ import annotations
+
+import pytorch_lightning as pl
+import torch
+
+
+class {{klass}}(pl.Callback):
+    """Log the norm of all the gradients, averaged over each epoch's steps, as train/grad_norm:
+    a growing norm warns of divergence before the loss does."""
+
+    def __init__(self, norm_type: float):
+        self.norm_type = norm_type
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer):
+        # Called once a step's gradients are ready, before the optimizer applies them.
+        norms = [torch.linalg.vector_norm(p.grad.detach(), self.norm_type)
+                 for p in pl_module.parameters() if p.grad is not None]
+        if norms:
+            total = torch.linalg.vector_norm(torch.stack(norms), self.norm_type)
+            pl_module.log("train/grad_norm", total, on_step=False, on_epoch=True)
+'''
+
+CALLBACK_TESTS = '''\
+"""Tests of {{dist}}: orchestrator's contract suite for callbacks, and this plugin's own.
+
+The suites load the plugin through its entry point, as `python -m orchestrator` does: install
+the distribution first (pip install -e '.[test]'), then run python -m pytest.
+"""
+
+from __future__ import annotations
+
+import math
+
+import mlflow
+
+from orchestrator.testing import CallbackContract, train_once
+
+
+class Test{{klass}}(CallbackContract):
+    """The checks every callback passes: registered by an installed distribution, described, a
+    typed schema that builds from its defaults, a pytorch_lightning.Callback for either task,
+    a watched metric taken from its checked `monitor` setting (this one watches none), and a
+    real training run."""
+
+    name = "{{option}}"
+
+
+def test_logs_the_gradient_norm_each_epoch(tmp_path):
+    # train_once composes the config as the command line does (these are the overrides), trains
+    # into a SQLite MLflow store under tmp_path and returns the run's id, URI and final metrics.
+    result = train_once(tmp_path, "callbacks=[{{option}}]", "callbacks.{{option}}.norm_type=1",
+                        "trainer.max_epochs=3")
+    client = mlflow.MlflowClient(result.tracking_uri)
+    history = client.get_metric_history(result.run_id, "train/grad_norm")
+    assert len(history) == 3 and all(math.isfinite(m.value) and m.value > 0 for m in history)
+    assert client.get_run(result.run_id).data.params["callbacks.{{option}}.norm_type"] == "1.0"
+
+
+def test_the_norm_is_the_gradients_and_makes_no_tensor_on_another_device():
+    # On a GPU, a tensor made without device= (torch.tensor(0.0)) is on the CPU, and the run
+    # fails at its first step. With PyTorch's default device set to "meta", such a tensor lands
+    # on meta and fails here the same way, on a machine without a GPU.
+    import torch
+
+    from {{package}}.plugin import {{schema}}, build
+
+    module, logged = torch.nn.Linear(3, 2), {}
+    module.log = lambda name, value, **how: logged.update({name: value})
+    module(torch.randn(4, 3)).pow(2).sum().backward()
+    with torch.device("meta"):
+        build({{schema}}()).on_before_optimizer_step(None, module, None)
+    expected = torch.cat([p.grad.flatten() for p in module.parameters()]).norm()
+    assert logged["train/grad_norm"].device.type == "cpu"
+    assert torch.allclose(logged["train/grad_norm"], expected)
+'''
+
+CALLBACK_SETTINGS = [
+    ("norm_type", "2.0", ">= 1", "order of the gradient norm logged as `train/grad_norm`"),
+]
+
+CALLBACK_USAGE = """\
+python -m orchestrator 'callbacks=[{{option}}]'                        # model=linear on data=regression
+python -m orchestrator 'callbacks=[{{option}},early_stopping]' callbacks.{{option}}.norm_type=1 optimizer=adam"""
+
+
 @dataclass(frozen=True)
 class Kind:
     """What differs between the kinds of component a plugin can start with."""
 
+    #: The config group the option belongs to (``--kind callback`` gives ``callbacks``).
+    group: str
     contract: str
     #: What the README calls one component of the kind: "model", "data set".
     noun: str
@@ -572,6 +908,7 @@ class Kind:
 
 KIND = {
     "model": Kind(
+        group="model",
         contract="ModelContract",
         noun="model",
         description="A one-hidden-layer network on flattened inputs (a template to edit).",
@@ -584,6 +921,7 @@ KIND = {
                "tests/test_{{package}}.py": MODEL_TESTS},
     ),
     "optimizer": Kind(
+        group="optimizer",
         contract="OptimizerContract",
         noun="optimizer",
         description="SGD with heavy-ball momentum, written out (a template to edit).",
@@ -595,7 +933,47 @@ KIND = {
         files={"{{package}}/plugin.py": OPTIMIZER_PLUGIN, "{{package}}/optim.py": OPTIMIZER_IMPL,
                "tests/test_{{package}}.py": OPTIMIZER_TESTS},
     ),
+    "regularizer": Kind(
+        group="regularizer",
+        contract="RegularizerContract",
+        noun="regularizer",
+        description="strength * sum of squared weights, biases left out (a template to edit).",
+        plugin_about="the schema, the penalty and the `register_components` hook.",
+        impl_file="",
+        impl_about="",
+        usage=REGULARIZER_USAGE,
+        settings=REGULARIZER_SETTINGS,
+        files={"{{package}}/plugin.py": REGULARIZER_PLUGIN, "tests/test_{{package}}.py": REGULARIZER_TESTS},
+    ),
+    "scheduler": Kind(
+        group="scheduler",
+        contract="SchedulerContract",
+        noun="learning-rate schedule",
+        description="Linear warm-up, then linear decay to final_fraction, stepped every batch "
+                    "(a template to edit).",
+        plugin_about="the schema, the builder (a `torch.optim.lr_scheduler.LambdaLR`, torch imported "
+                     "inside it) and the `register_components` hook.",
+        impl_file="",
+        impl_about="",
+        usage=SCHEDULER_USAGE,
+        settings=SCHEDULER_SETTINGS,
+        files={"{{package}}/plugin.py": SCHEDULER_PLUGIN, "tests/test_{{package}}.py": SCHEDULER_TESTS},
+    ),
+    "callback": Kind(
+        group=CALLBACKS,
+        contract="CallbackContract",
+        noun="callback",
+        description="Log the gradient norm as train/grad_norm each epoch (a template to edit).",
+        plugin_about="the schema and the `register_components` hook.",
+        impl_file="callback.py",
+        impl_about="the `pytorch_lightning.Callback`, imported only when a run builds it.",
+        usage=CALLBACK_USAGE,
+        settings=CALLBACK_SETTINGS,
+        files={"{{package}}/plugin.py": CALLBACK_PLUGIN, "{{package}}/callback.py": CALLBACK_IMPL,
+               "tests/test_{{package}}.py": CALLBACK_TESTS},
+    ),
     "data": Kind(
+        group="data",
         contract="DataContract",
         noun="data set",
         description="Synthetic regression, y = x . w + 0.5 + noise (a template to edit).",
@@ -641,6 +1019,15 @@ class Names:
     def klass(self) -> str:
         return "".join(part.capitalize() for part in self.option.split("_"))
 
+    @property
+    def group(self) -> str:
+        return KIND[self.kind].group
+
+    @property
+    def choice(self) -> str:
+        """What chooses the option on the command line: ``model=my_thing``, ``callbacks=[my_thing]``."""
+        return f"{self.group}=[{self.option}]" if self.group == CALLBACKS else f"{self.group}={self.option}"
+
     def values(self) -> dict[str, str]:
         from . import __version__
 
@@ -652,7 +1039,9 @@ class Names:
                           for key, default, rule, meaning in kind.settings)
         values = {
             "dist": self.dist, "package": self.package, "option": self.option, "klass": self.klass,
-            "schema": schema, "group": self.kind, "contract": kind.contract,
+            "schema": schema, "group": self.group, "choice": self.choice, "contract": kind.contract,
+            # Where the option's settings go: scheduler.<field>, callbacks.my_thing.<field>.
+            "prefix": f"{self.group}.{self.option}" if self.group == CALLBACKS else self.group,
             "kind_noun": kind.noun, "description": kind.description,
             "plugin_about": kind.plugin_about, "settings_table": table,
             "impl_line": f"\n- `{self.package}/{kind.impl_file}`: {kind.impl_about}" if kind.impl_file else "",
@@ -827,7 +1216,8 @@ def parser() -> argparse.ArgumentParser:
                    help="the folder in which NAME/ is made (default: the current folder); "
                         "DIR/NAME must not exist or be empty")
     p.add_argument("--kind", choices=KINDS, default="model",
-                   help="the component the plugin starts with: model (default), optimizer or data")
+                   help="the component the plugin starts with: model (default), optimizer, regularizer, "
+                        "scheduler, callback or data")
     return p
 
 
@@ -847,7 +1237,7 @@ def main(argv: list[str]) -> int:
         names = Names.from_name(args.name, args.kind)
         check_target(target)
         check_not_shadowing(names.package)
-        check_option_is_free(names.kind, names.option)
+        check_option_is_free(names.group, names.option)
         write(target, plugin_files(names))
     except OrchestratorError as error:
         print(f"Error: {error}", file=sys.stderr)
@@ -859,13 +1249,13 @@ def main(argv: list[str]) -> int:
     if not target.is_absolute() and not shown.startswith("."):
         shown = f".{os.sep}{shown}"  # pip reads a bare name as a distribution to download
     print(
-        f"Wrote the plugin distribution {names.dist} to {shown}/: {names.kind}={names.option}, "
+        f"Wrote the plugin distribution {names.dist} to {shown}/: {names.choice}, "
         f"package {names.package}, tests in {shown}/tests.\n"
         f"Next:\n"
         f"  pip install -e '{shown}[test]'\n"
         f"  python -m pytest {shown}\n"
         f"  orchestrator plugins\n"
-        f"  python -m orchestrator {names.kind}={names.option}"
+        f"  python -m orchestrator {shlex.quote(names.choice)}"
     )
     return 0
 

@@ -224,3 +224,142 @@ class DataContract(ComponentContract):
         assert kind in (None, loaded_kind), f"declares input_kind={kind!r}, yields {loaded_kind}"
         assert task in (None, data.task), f"declares task={task!r}, yields {data.task}"
 
+
+
+def run_settings(provided: Provided, task: str = "regression", **changes):
+    """The option's settings as a run on ``task`` hands them to ``build``: the schema's defaults
+    with ``changes``, a ``monitor`` left null made the task's ranking metric (and ``mode`` its
+    direction), and a ``monitor`` the task does not publish refused (``OrchestratorError``)."""
+    from dataclasses import replace
+
+    from .runner import watching
+    from .task import Task
+
+    where = f"{provided.component.group}.{provided.component.name}"
+    settings = replace(default_settings(provided), **changes)
+    return watching(settings, Task.of(task, num_classes=3 if task == "classification" else None), where)
+
+
+class SchedulerContract(ComponentContract):
+    """``build(cfg, optimizer, total_steps, max_epochs)`` gives a torch LR scheduler or None."""
+
+    group: ClassVar[str] = "scheduler"
+    #: What ``build`` is given: a fit of ``EPOCHS`` epochs of ``STEPS_PER_EPOCH`` optimizer steps.
+    EPOCHS: ClassVar[int] = 4
+    STEPS_PER_EPOCH: ClassVar[int] = 5
+
+    def build(self, provided, settings, lr: float = 0.1):
+        import torch
+
+        w = torch.nn.Parameter(torch.tensor([3.0, -2.0]))
+        optimizer = torch.optim.SGD([w], lr=lr)
+        total = self.EPOCHS * self.STEPS_PER_EPOCH
+        return w, optimizer, provided.component.build(settings, optimizer, total, self.EPOCHS)
+
+    def test_declares_when_it_is_stepped(self, provided):
+        assert provided.component.interval in ("epoch", "step")
+        assert provided.component.monitor is None or isinstance(provided.component.monitor, str)
+
+    def test_schedules_the_optimizer_it_is_given(self, provided):
+        from torch.optim.lr_scheduler import LRScheduler, ReduceLROnPlateau
+
+        _, optimizer, scheduler = self.build(provided, run_settings(provided))
+        if scheduler is None:
+            return  # "a constant learning rate"
+        assert isinstance(scheduler, (LRScheduler, ReduceLROnPlateau)), type(scheduler)
+        assert scheduler.optimizer is optimizer
+
+    def test_learning_rate_stays_finite_and_positive_through_the_fit(self, provided):
+        """Stepped as the trainer steps it, ``total_steps`` optimizer steps in all: the rate of
+        every step is finite and positive (a decay to 0 may reach it at the very last step)."""
+        import math
+
+        from torch.optim.lr_scheduler import ReduceLROnPlateau
+
+        w, optimizer, scheduler = self.build(provided, run_settings(provided))
+        if scheduler is None:
+            return
+        metric = (1.0,) if isinstance(scheduler, ReduceLROnPlateau) else ()  # a metric that stalls
+        rates = []
+        for _ in range(self.EPOCHS):
+            for _ in range(self.STEPS_PER_EPOCH):
+                rates.append(optimizer.param_groups[0]["lr"])
+                optimizer.zero_grad()
+                w.pow(2).sum().backward()
+                optimizer.step()
+                if provided.component.interval == "step":
+                    scheduler.step(*metric)
+            if provided.component.interval == "epoch":
+                scheduler.step(*metric)
+        assert all(math.isfinite(r) for r in rates), rates
+        assert all(r > 0 for r in rates[:-1]) and rates[-1] >= 0, rates
+
+    @pytest.mark.parametrize("task", TASKS)
+    def test_a_metric_driven_schedule_watches_a_published_metric(self, provided, task):
+        """``ReduceLROnPlateau`` needs a metric: the option's ``monitor`` (a schema field
+        ``monitor`` overrides it), one the task publishes each epoch."""
+        from torch.optim.lr_scheduler import ReduceLROnPlateau
+
+        from .task import Task
+
+        settings = run_settings(provided, task)
+        _, _, scheduler = self.build(provided, settings)
+        if not isinstance(scheduler, ReduceLROnPlateau):
+            return
+        monitor = getattr(settings, "monitor", provided.component.monitor)
+        assert monitor in Task.of(task, num_classes=3).monitorable(), monitor
+        if hasattr(settings, "mode"):
+            assert scheduler.mode == settings.mode
+
+    def test_trains_end_to_end_and_logs_the_rate(self, provided, tmp_path):
+        import math
+
+        from .tracking_api import open_tracker
+
+        result = train_once(tmp_path, f"scheduler={provided.component.name}")
+        run = open_tracker(get_catalog().pm.hook, result.tracking_uri).find_run(result.run_id)
+        assert run.status == "FINISHED"
+        assert run.tags["orchestrator.scheduler.distribution"] == provided.provenance
+        assert math.isfinite(run.metrics["train/lr"]) and run.metrics["train/lr"] > 0
+
+
+class CallbackContract(ComponentContract):
+    """``build(cfg)`` gives a ``pytorch_lightning.Callback``, chosen with ``callbacks=[name]``."""
+
+    group: ClassVar[str] = "callbacks"
+
+    @pytest.mark.parametrize("task", TASKS)
+    def test_builds_a_lightning_callback(self, provided, task):
+        from pytorch_lightning import Callback
+
+        callback = provided.component.build(run_settings(provided, task))
+        assert isinstance(callback, Callback), type(callback)
+
+    @pytest.mark.parametrize("task", TASKS)
+    def test_a_watched_metric_is_its_checked_monitor_setting(self, provided, task):
+        """A callback that watches a metric (its ``monitor``) takes it from a schema field
+        ``monitor``, which a run checks against the metrics the task publishes (null: the
+        task's ranking metric), and follows its ``mode``."""
+        from .errors import OrchestratorError
+
+        settings = run_settings(provided, task)
+        callback = provided.component.build(settings)
+        if getattr(callback, "monitor", None) is None:
+            return  # watches nothing
+        assert hasattr(settings, "monitor"), "the watched metric is not a schema field `monitor`"
+        assert callback.monitor == settings.monitor
+        if hasattr(settings, "mode") and hasattr(callback, "mode"):
+            assert callback.mode == settings.mode
+        other = provided.component.build(run_settings(provided, task, monitor="train/loss"))
+        assert other.monitor == "train/loss"
+        with pytest.raises(OrchestratorError, match="not a metric"):
+            run_settings(provided, task, monitor="val/unpublished")
+
+    def test_trains_end_to_end(self, provided, tmp_path):
+        from .tracking_api import open_tracker
+
+        name = provided.component.name
+        result = train_once(tmp_path, f"callbacks=[{name}]")
+        run = open_tracker(get_catalog().pm.hook, result.tracking_uri).find_run(result.run_id)
+        assert run.status == "FINISHED"
+        assert run.tags["orchestrator.callbacks"] == name

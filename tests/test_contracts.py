@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrator.testing import DataContract, ModelContract, OptimizerContract, RegularizerContract
+from orchestrator.testing import (
+    CallbackContract,
+    DataContract,
+    ModelContract,
+    OptimizerContract,
+    RegularizerContract,
+    SchedulerContract,
+)
 
 
 class TestLinear(ModelContract):
@@ -38,6 +45,24 @@ class TestRegularizers(RegularizerContract):
         from orchestrator.plugins import get_catalog
 
         return get_catalog().get("regularizer", option)
+
+
+@pytest.mark.parametrize("option", ["none", "step", "cosine", "onecycle", "plateau"])
+class TestSchedulers(SchedulerContract):
+    @pytest.fixture
+    def provided(self, option):
+        from orchestrator.plugins import get_catalog
+
+        return get_catalog().get("scheduler", option)
+
+
+@pytest.mark.parametrize("option", ["early_stopping", "model_checkpoint", "lr_monitor", "swa"])
+class TestCallbacks(CallbackContract):
+    @pytest.fixture
+    def provided(self, option):
+        from orchestrator.plugins import get_catalog
+
+        return get_catalog().get("callbacks", option)
 
 
 class TestRegression(DataContract):

@@ -18,7 +18,11 @@ from conftest import all_runs, store_uri
 
 ROOT = Path(__file__).resolve().parent.parent
 GUIDE = ROOT / "docs" / "writing-a-plugin.md"
-KINDS = ("model", "optimizer", "data")
+KINDS = ("model", "optimizer", "regularizer", "scheduler", "callback", "data")
+#: The config group of each kind, where it is not the kind's name.
+GROUP = {"callback": "callbacks"}
+#: What chooses the generated option on the command line, where it is not ``KIND=my_thing``.
+CHOICE = {"callback": "callbacks=[my_thing]"}
 #: Names of the contract suite's tests each kind's generated tests must run and pass.
 CONTRACT_TESTS = {
     "model": ("TestMyThing::test_trains_end_to_end_on_its_default_data",
@@ -26,6 +30,14 @@ CONTRACT_TESTS = {
               "test_forward_makes_no_tensor_on_another_device"),
     "optimizer": ("TestMyThing::test_trains_end_to_end", "TestMyThing::test_steps_downhill_on_a_quadratic",
                   "test_step_makes_no_tensor_on_another_device"),
+    "regularizer": ("TestMyThing::test_penalty_is_a_non_negative_differentiable_scalar",
+                    "test_adds_its_penalty_to_the_loss"),
+    "scheduler": ("TestMyThing::test_trains_end_to_end_and_logs_the_rate",
+                  "TestMyThing::test_learning_rate_stays_finite_and_positive_through_the_fit",
+                  "test_warms_up_then_decays"),
+    "callback": ("TestMyThing::test_trains_end_to_end", "TestMyThing::test_builds_a_lightning_callback",
+                 "test_logs_the_gradient_norm_each_epoch",
+                 "test_the_norm_is_the_gradients_and_makes_no_tensor_on_another_device"),
     "data": ("TestMyThing::test_same_seed_same_data", "TestMyThing::test_returns_consistent_arrays"),
 }
 
@@ -56,17 +68,18 @@ def installed(request, tmp_path_factory):
     """``orchestrator new-plugin my-thing --kind KIND``, then ``pip install`` of what it wrote
     into a private site folder (no network: no dependencies, no build isolation)."""
     kind = request.param
+    group, choice = GROUP.get(kind, kind), CHOICE.get(kind, f"{kind}=my_thing")
     tmp = tmp_path_factory.mktemp(f"new-plugin-{kind}")
     made = new_plugin("my-thing", "--dir", str(tmp), "--kind", kind, cwd=tmp)
     assert made.returncode == 0, made.stderr
     source, site = tmp / "my-thing", tmp / "site"
-    assert f"{kind}=my_thing" in made.stdout and str(source) in made.stdout
+    assert choice in made.stdout and str(source) in made.stdout
     pip = python("-m", "pip", "install", "--no-deps", "--no-build-isolation", "--no-index",
                  "--disable-pip-version-check", "--quiet", "--target", str(site), str(source), cwd=tmp)
     assert pip.returncode == 0, pip.stdout + pip.stderr
     assert (site / "my_thing" / "plugin.py").is_file()
     assert [p.name for p in site.glob("my_thing-0.1.0.dist-info")]
-    return SimpleNamespace(kind=kind, tmp=tmp, source=source, site=site)
+    return SimpleNamespace(kind=kind, group=group, choice=choice, tmp=tmp, source=source, site=site)
 
 
 def test_generated_tests_pass_unchanged(installed):
@@ -83,20 +96,23 @@ def test_plugins_command_lists_it(installed):
     listed = python("-m", "orchestrator", "plugins", cwd=installed.tmp, site=installed.site, timeout=60)
     assert listed.returncode == 0, listed.stderr
     assert "my_thing  (my-thing 0.1.0, my_thing.plugin)" in listed.stdout
-    assert re.search(rf"^\s+{installed.kind}(=|: )my_thing\b", listed.stdout, re.M), listed.stdout
+    assert re.search(rf"^\s+{installed.group}(=|: )my_thing\b", listed.stdout, re.M), listed.stdout
     assert "failed to load" not in listed.stdout
 
 
 def test_trains_from_the_command_line(installed):
     workdir = installed.tmp / "work"
     workdir.mkdir()
-    trained = python("-m", "orchestrator", f"{installed.kind}=my_thing", "trainer.max_epochs=2",
-                     cwd=workdir, site=installed.site)
+    trained = python("-m", "orchestrator", installed.choice, "trainer.max_epochs=2", cwd=workdir,
+                     site=installed.site)
     assert trained.returncode == 0, trained.stderr[-3000:]
     (run,) = all_runs(store_uri(workdir))
     assert run.info.status == "FINISHED"
-    assert run.data.tags[f"orchestrator.{installed.kind}"] == "my_thing"
-    assert run.data.tags[f"orchestrator.{installed.kind}.distribution"] == "my-thing==0.1.0"
+    assert run.data.tags[f"orchestrator.{installed.group}"] == "my_thing"
+    if installed.kind == "callback":  # runs tag the distribution of each group's option, not of callbacks
+        assert run.data.params["callbacks.my_thing._name_"] == "my_thing"
+    else:
+        assert run.data.tags[f"orchestrator.{installed.group}.distribution"] == "my-thing==0.1.0"
 
 
 def test_writing_a_plugin_imports_no_torch(tmp_path):
@@ -117,7 +133,7 @@ def test_help_prints_the_usage(tmp_path):
     result = new_plugin("--help", cwd=tmp_path)
     assert result.returncode == 0
     assert result.stdout.startswith("usage: orchestrator new-plugin NAME [--dir DIR] [--kind")
-    for word in ("--dir", "--kind", "model", "optimizer", "data", "orchestrator-mlp gives model=mlp"):
+    for word in ("--dir", "--kind", *KINDS, "orchestrator-mlp gives model=mlp"):
         assert word in result.stdout
     assert not list(tmp_path.iterdir())
 
@@ -125,7 +141,7 @@ def test_help_prints_the_usage(tmp_path):
 @pytest.mark.parametrize("args,message", [
     (["My Thing"], "'My Thing' is not a valid plugin name (did you mean 'my-thing'?)"),
     (["my-thing", "--colour"], "unrecognized arguments: --colour"),
-    (["my-thing", "--kind", "regularizer"], "invalid choice: 'regularizer'"),
+    (["my-thing", "--kind", "loss"], "invalid choice: 'loss'"),
     ([], "the following arguments are required: NAME"),
 ])
 def test_bad_command_lines_are_refused_in_one_paragraph(tmp_path, args, message):
@@ -176,7 +192,10 @@ def test_an_option_taken_in_one_group_is_free_in_another(tmp_path, capsys):
 
     assert main(["gd", "--dir", str(tmp_path), "--kind", "optimizer"]) == 2
     assert "optimizer=gd is already provided" in capsys.readouterr().err
+    assert main(["early-stopping", "--dir", str(tmp_path), "--kind", "callback"]) == 2
+    assert "callbacks=early_stopping is already provided" in capsys.readouterr().err
     assert main(["gd", "--dir", str(tmp_path), "--kind", "data"]) == 0
+    assert main(["early-stopping", "--dir", str(tmp_path), "--kind", "scheduler"]) == 0
 
 
 def test_an_orchestrator_prefix_is_left_out_of_the_option(tmp_path):
@@ -213,7 +232,7 @@ def test_the_guide_starts_with_new_plugin_and_names_every_contract_test():
     first = re.search(r"^## (.*)$", text, re.M).group(1)
     assert "orchestrator new-plugin" in first
     for suite in (testing.ModelContract, testing.OptimizerContract, testing.RegularizerContract,
-                  testing.DataContract):
+                  testing.SchedulerContract, testing.CallbackContract, testing.DataContract):
         for name, _ in inspect.getmembers(suite, inspect.isfunction):
             if name.startswith("test_"):
                 assert f"`{name}`" in text, f"{suite.__name__}.{name} is not described in {GUIDE.name}"
