@@ -24,7 +24,7 @@ PYTHON=${PYTHON:-python3}
 WHEELS=.whl
 # What the project needs beyond what the GPU machine has (versions as in pyproject.toml).
 NEEDS=(mlflow==3.17.2 "hydra-core>=1.3,<1.4" "omegaconf>=2.3,<2.4" "hydra-joblib-launcher>=1.2"
-       "hydra-submitit-launcher>=1.2" "hydra-optuna-sweeper>=1.2")
+       "hydra-submitit-launcher>=1.2" "optuna>=4,<6")
 # Already on the GPU machine (its image's package list): their wheels are not carried.
 THERE="aiohappyeyeballs aiohttp aiosignal annotated_doc anyio attrs certifi charset_normalizer click
 cloudpickle colorama contourpy cycler filelock fonttools frozenlist fsspec h11 httpcore httpx idna

@@ -63,8 +63,10 @@ class TrackingConfig:
 
 @dataclass
 class SweepConfig:
-    #: The metric that ranks a sweep's runs and that a job returns to a sweeper (Optuna).
-    metric: Optional[str] = None
+    #: The metric that ranks a sweep's runs and that a job returns to a sweeper (Optuna); a list
+    #: of metrics ([val/loss,time/fit_seconds]) makes an Optuna search multi-objective (the first
+    #: one ranks the summary).
+    metric: Any = None
     #: min or max; None: max for accuracy, f1 and r2, min otherwise.
     mode: Optional[str] = check(None, choices=("min", "max"))
     #: Reuse instead of training: a job whose key (orchestrator.job_key: its training config, data
@@ -75,6 +77,11 @@ class SweepConfig:
     #: bad input or divergence (an unexpected error: a crash, a lost connection); each attempt is
     #: a run tagged orchestrator.attempt, a superseded one also orchestrator.retried=true.
     retries: int = check(0, ge=0)
+    #: The Optuna study's database (an SQLAlchemy URL); None: optuna.db beside a local SQLite
+    #: MLflow store (required with a tracking server). The same command run again continues the study.
+    storage: Optional[str] = None
+    #: Stop unpromising Optuna trials early, from the metric each epoch: none, median or hyperband.
+    pruner: str = check("none", choices=("none", "median", "hyperband"))
 
 
 @dataclass
@@ -100,3 +107,12 @@ def register_schema() -> None:
     from hydra.core.config_store import ConfigStore
 
     ConfigStore.instance().store(name="orchestrator_schema", node=Config, provider="orchestrator")
+    # The Optuna sweeper (hydra/sweeper=optuna): Hydra finds its config and class when it scans
+    # its plugin namespace, which an editable install hides from that scan; registering both here
+    # as well works for either install. No Optuna import.
+    from hydra.core.plugins import Plugins
+    from hydra_plugins.orchestrator_optuna_sweeper.config import register
+    from hydra_plugins.orchestrator_optuna_sweeper.optuna_sweeper import OptunaSweeper
+
+    register()
+    Plugins.instance().register(OptunaSweeper)

@@ -69,7 +69,7 @@ def test_builtins_come_from_the_entry_point_group():
     assert failures == []
     builtin = {name for name, info in infos.items() if info.distribution == "orchestrator"}
     assert builtin == {"builtin.models", "builtin.optimizers", "builtin.regularizers", "builtin.data",
-                       "builtin.tracking", "builtin.schedulers", "builtin.callbacks"}
+                       "builtin.tracking", "builtin.schedulers", "builtin.callbacks", "builtin.optuna"}
     catalog = Catalog(pm, infos)
     assert set(catalog.options["model"]) >= {"linear", "logistic", "cnn"}
     assert catalog.get("model", "cnn").plugin.name == "builtin.models"

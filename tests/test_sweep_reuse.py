@@ -154,13 +154,13 @@ def test_failed_runs_are_never_reused_and_optuna_trials_get_the_reused_value(tmp
     search = ["hparams_search=linear_optuna", "regularizer=l2", "regularizer.strength=choice(0.001)", *TINY,
               "sweep.reuse=true"]
     # lr=4.0 diverges: its run is FAILED, so the same trial in the next sweep trains again
-    diverging = [*search, "hydra.sweeper.n_trials=1", "optimizer.lr=choice(4.0)", "trainer.max_epochs=40"]
-    assert cli(*diverging, cwd=tmp_path).returncode == 1  # its one job failed
-    again = cli(*diverging, cwd=tmp_path)
+    diverging = [*search, "optimizer.lr=choice(4.0)", "trainer.max_epochs=40"]
+    assert cli(*diverging, "hydra.sweeper.n_trials=1", cwd=tmp_path).returncode == 1  # its one job failed
+    again = cli(*diverging, "hydra.sweeper.n_trials=2", cwd=tmp_path)  # the study continues: one more trial
     assert again.returncode == 1 and "diverged" in again.stderr
-    # three identical trials: the first trains, the other two reuse it and return its val/loss
+    # three identical trials (a study of their own): the first trains, the other two reuse it
     found = cli(*search, "hydra.sweeper.n_trials=3", "optimizer.lr=choice(0.05)", "trainer.max_epochs=5",
-                cwd=tmp_path)
+                "hydra.sweeper.study_name=reused", cwd=tmp_path)
     assert found.returncode == 0, found.stderr[-3000:]
     assert "Failed experiment" not in found.stdout + found.stderr  # every trial returned a value
     uri = store_uri(tmp_path)
