@@ -5,7 +5,8 @@ with Hydra, then hands the command line to one Hydra app whose primary config is
 ``orchestrator plugins`` lists what is installed instead, without importing torch;
 ``orchestrator rerun <run id>`` starts a new run from a recorded run's config
 (:mod:`orchestrator.rerun`); ``orchestrator sweep close [<parent run id>]`` ends the runs a
-killed process left RUNNING (:mod:`orchestrator.orphans`).
+killed process left RUNNING (:mod:`orchestrator.orphans`); ``orchestrator sweep resume <parent run id>``
+runs the jobs of a sweep that did not finish, under the same parent (:mod:`orchestrator.sweep_resume`).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 import hydra
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from .components import GROUPS
 from .config import conf_dir
@@ -34,8 +35,9 @@ def fail(error: OrchestratorError) -> None:
 
 
 @hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")
-def hydra_app(cfg: DictConfig) -> float | None:
-    """One job: train, and return the ranking metric (what a sweeper such as Optuna optimises).
+def hydra_app(cfg: DictConfig) -> float | list[float] | None:
+    """One job: train, and return the ranking metric (what a sweeper such as Optuna optimises;
+    with several metrics, ``sweep.metric=[a,b]``, a list of their values).
 
     In a sweep, a job that fails is recorded as a FAILED child run and returns None, so the
     other jobs go on (a sweeper that ranks trials, such as Optuna, records it as a failed
@@ -76,6 +78,9 @@ def hydra_app(cfg: DictConfig) -> float | None:
         print(f"Run {result.run_id} FINISHED in {result.tracking_uri}")
         if rerun.active is not None:
             rerun.report(rerun.active, result)
+    if isinstance(cfg.sweep.metric, (list, tuple, ListConfig)):  # several objectives: a value each
+        values = [result.metrics.get(str(m), float("nan")) for m in cfg.sweep.metric]
+        return values if all(math.isfinite(v) for v in values) else None
     metric, _ = ranking(cfg.sweep.metric, cfg.sweep.mode, result.splits.task)
     value = result.metrics.get(metric, float("nan"))
     return value if math.isfinite(value) else None
@@ -90,7 +95,8 @@ def run_with_retries(cfg: DictConfig, overrides, hydra_cfg, parent: Optional[dic
         attempt_tags = {**tags, "orchestrator.attempt": str(attempt)} if retries else tags
         try:
             return run(cfg, overrides=overrides, output_dir=hydra_cfg.runtime.output_dir,
-                       parent_run_id=parent["run_id"] if parent else None, extra_tags=attempt_tags)
+                       parent_run_id=parent["run_id"] if parent else None, extra_tags=attempt_tags,
+                       resume_sweep=bool(parent and parent.get("resume")))  # orchestrator sweep resume
         except Exception as error:
             if attempt > retries or isinstance(error, OrchestratorError):
                 raise
@@ -405,7 +411,7 @@ def main() -> None:
             from .listing import plugins_command
 
             sys.exit(plugins_command(args[1:], catalog, seconds))
-        if args[:1] == ["sweep"]:  # orchestrator sweep close [<parent run id>]: dead runs end KILLED
+        if args[:1] == ["sweep"] and args[1:2] != ["resume"]:  # sweep close [<parent run id>]: dead runs end KILLED
             from .orphans import sweep_command
 
             sys.exit(sweep_command(args[1:], catalog))
@@ -418,6 +424,13 @@ def main() -> None:
             args = rerun.hydra_args(rerun.active)
             sys.argv = [sys.argv[0], *args]
             rerun.announce(rerun.active, catalog)
+        if args[:2] == ["sweep", "resume"]:  # the sweep's recorded command line, under the same parent
+            from . import sweep_resume
+
+            sweep_resume.active = sweep_resume.load(catalog, args[2:])
+            args = sweep_resume.command_line(sweep_resume.active)
+            sys.argv = [sys.argv[0], *args]
+            sweep_resume.announce(sweep_resume.active, args)
         parsed = parsed_overrides(args)
         refuse_targets(parsed)
         refuse_ddp_sweeps(args)

@@ -332,6 +332,7 @@ def close_on_open(tracker: Tracker, experiment: str, skip: Iterable[str] = ()) -
 
 USAGE = "orchestrator sweep close [<parent run id>] [tracking.uri=...]"
 HELP = f"""Usage: {USAGE}
+       orchestrator sweep resume <parent run id> [tracking.uri=...] [hydra.launcher.<key>=...]
 
 Close the runs that a process killed without warning (kill -9, a lost node, a preempted job)
 left RUNNING: each is ended KILLED, with the tag orchestrator.closed_as_orphan saying why. A run
@@ -342,9 +343,16 @@ process still runs is left alone, and so is a sweep parent while any of its jobs
 
   orchestrator sweep close <parent run id>   that sweep: its dead parent and dead jobs
   orchestrator sweep close                   every dead run of the store, in every experiment
+  orchestrator sweep resume <parent run id>  run the jobs of that sweep that did not finish (FAILED,
+                                             KILLED, never started) under the same parent, with the
+                                             recorded overrides and launcher settings; its FINISHED
+                                             (reused, pruned) jobs are not trained again, and the
+                                             parent gets a summary of every job. A dead RUNNING
+                                             sweep is closed first; a live one is refused.
 
 The store is the one the command would write to: ./mlruns/mlflow.db under the current
-directory, $MLFLOW_TRACKING_URI, or tracking.uri=... given after the id. Dead runs of an
+directory, $MLFLOW_TRACKING_URI, or tracking.uri=... given after the id (resume also takes
+hydra/launcher=... and hydra.launcher.<key>=... in place of the recorded ones). Dead runs of an
 experiment are also closed each time a run or a sweep starts in it.
 """
 
@@ -353,7 +361,8 @@ def parse(argv: Sequence[str]) -> tuple[Optional[str], Optional[str]]:
     """``(parent run id or None, tracking.uri or None)`` from the words after ``sweep``."""
     if not argv or argv[0] != "close":
         given = f" (got {' '.join(argv)!r})" if argv else ""
-        raise OrchestratorError(f"orchestrator sweep takes one command, close{given}. Usage: {USAGE}")
+        raise OrchestratorError(f"orchestrator sweep takes one command, close or resume{given}. Usage: "
+                                f"{USAGE}; orchestrator sweep resume <parent run id>")
     run_id, uri = None, None
     for arg in argv[1:]:
         key, sep, value = arg.lstrip("+").partition("=")

@@ -435,7 +435,8 @@ class Catalog:
                       "Usage: python -m orchestrator [group=option ...] [key=value ...] "
                       "[-m for a sweep]; `orchestrator plugins` lists what is installed; "
                       "`orchestrator rerun <run id>` recreates a recorded run; `orchestrator sweep close` closes "
-                      "runs a dead process left RUNNING; several callbacks: "
+                      "runs a dead process left RUNNING; `orchestrator sweep resume <parent run id>` runs "
+                      "a sweep's unfinished jobs; several callbacks: "
                       "callbacks=[early_stopping,model_checkpoint].\n",
             "footer": "Powered by Hydra (https://hydra.cc)\nUse --hydra-help to view Hydra specific help\n",
             "template": "${hydra.help.header}\n"

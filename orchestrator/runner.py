@@ -192,6 +192,7 @@ def run(
     catalog: Optional[Catalog] = None,
     parent_run_id: Optional[str] = None,
     extra_tags: Optional[dict[str, str]] = None,
+    resume_sweep: bool = False,
 ) -> RunResult:
     """Train once as ``cfg`` says and record it; return the run id and final metrics.
 
@@ -199,6 +200,8 @@ def run(
        (``parent_run_id``) still records a refusal, as a FAILED run nested under the parent
        holding the reason, so that the sweep's summary can say which job failed and why. With
        ``cfg.resume`` (a run id), that run's recorded config and checkpoint are the starting point.
+       With ``resume_sweep`` (a job of ``orchestrator sweep resume``), a job whose key has a
+       FINISHED run under ``parent_run_id`` is already done: neither trained nor recorded again.
     2. Start: open the run (or reopen the resumed one) and record what it is; ``on_run_start``.
     3. Train and evaluate: fit, validate every epoch, test once.
     4. Log the model and the plots.
@@ -228,6 +231,10 @@ def run(
             from .jobs import find_reusable
 
             reuse = partial(find_reusable, tracker, cfg.tracking.experiment)
+        if resume_sweep and parent_run_id and tracker is not None and checked is not None:
+            from .sweep_resume import done_or  # orchestrator sweep resume: a FINISHED job of the sweep
+
+            reuse = done_or(tracker, parent_run_id, reuse)
         prepared = prepare(cfg, catalog, output_dir=output_dir, checked=checked, reuse=reuse)
     except OrchestratorError as refused:
         if parent_run_id:  # a sweep's job: the sweep's summary names the refused job
@@ -240,6 +247,10 @@ def run(
         return RunResult("", "", prepared.training.run(None), "", None, splits)
     if prepared.reused is not None:
         from .jobs import record_reused
+        from .sweep_resume import already_done, is_done
+
+        if resume_sweep and is_done(prepared.reused, parent_run_id):  # nothing trained, nothing recorded
+            return already_done(tracker, prepared)
 
         return record_reused(tracker, prepared, overrides, parent_run_id, extra_tags)
 

@@ -8,7 +8,10 @@ parent, whichever launcher started it. When the last job has ended, the parent r
 summary table (one row per child), the best child's id and metric, the best parameters of a
 sweeper that reports them (Optuna), and a chart comparing the children. With ``sweep.reuse=true``
 a job whose key matched a FINISHED run was not trained (:mod:`orchestrator.jobs`): its child is in
-the summary like any other, with a ``reused_from`` column naming the run that trained it.
+the summary like any other, with a ``reused_from`` column naming the run that trained it. The
+parent records the sweep's command line (``sweep.json``); ``orchestrator sweep resume <id>``
+runs it again under the same parent, training only the jobs that did not finish
+(:mod:`orchestrator.sweep_resume`).
 
 Runs are read and written through the :class:`~orchestrator.tracking_api.Tracker` of the
 ``tracker`` hook (MLflow, built in); a sweep cut short ends its runs with the status
@@ -58,6 +61,8 @@ def ranking(metric: Optional[str], mode: Optional[str], task: str) -> tuple[str,
     from .components import TASKS
     from .task import Task
 
+    if metric is not None and not isinstance(metric, str):  # several (an Optuna search's objectives)
+        metric = str(metric[0]) if len(metric) else None  # the first one ranks
     if metric is None:  # task "unknown": a child without an orchestrator.task tag
         metric, best = Task.of(task).ranking_metric() if task in TASKS else ("val/loss", "min")
         return metric, mode or best
@@ -100,10 +105,12 @@ def summarise(children: list[RunRecord], metric: Optional[str], mode: Optional[s
                 "status": child.status,
                 **{group: tags.get(f"orchestrator.{group}", "") for group in CHOICES},
                 "overrides": " ".join(o for o in tags.get("orchestrator.overrides", "").split() if o not in shared),
-                key: values.get(key, math.nan) if child.status == FINISHED else math.nan,
+                # a pruned trial (sweep.pruner) stopped early: left out of the ranking
+                key: values.get(key, math.nan) if child.status == FINISHED and tags.get("pruned") != "true" else math.nan,
                 **{k: values.get(k, math.nan) for k in test_keys if k != key},
                 "run_id": child.run_id,
                 "reused_from": tags.get(REUSED_FROM, ""),
+                "pruned": tags.get("pruned_at_epoch", "") if tags.get("pruned") == "true" else "",
                 "error": tags.get("error", "").splitlines()[0][:120] if tags.get("error") else "",
                 "task": task,
             }
@@ -117,6 +124,8 @@ def summarise(children: list[RunRecord], metric: Optional[str], mode: Optional[s
         columns = ["job", "status", *CHOICES, "overrides", key, *[k for k in test_keys if k != key], "error"]
         if any(r["reused_from"] for r in rows):  # sweep.reuse=true: the run that trained each reused job
             columns.insert(columns.index("error"), "reused_from")
+        if any(r["pruned"] for r in rows):  # sweep.pruner: the epoch each pruned trial stopped after
+            columns.insert(columns.index("error"), "pruned")
         texts.append(f"{task} ({len(rows)} runs, ranked by {key}, {direction}):\n{table(shown, columns)}")
         rows_all.extend(rows)
     return {"rows": rows_all, "text": "\n\n".join(texts), "best": best}
@@ -145,6 +154,14 @@ class SweepHooks(Callback):
     """Hydra callback: the parent run of a multirun, and the plugins' sweep hooks."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from .errors import OrchestratorError
+        from .optuna_search import preflight
+
+        try:  # an Optuna search that cannot work is refused before its parent run is opened
+            preflight(config)
+        except OrchestratorError as error:
+            print(f"Error: {error}", file=sys.stderr)
+            raise SystemExit(2) from error
         try:
             self._open(config)
         except Exception as error:  # Hydra would only warn and run the jobs un-nested
@@ -153,7 +170,7 @@ class SweepHooks(Callback):
             raise SystemExit(2) from error
 
     def _open(self, config: DictConfig) -> None:
-        from . import orphans
+        from . import orphans, sweep_resume
         from .plugins import get_catalog
         from .tracking_api import open_tracker
 
@@ -169,16 +186,22 @@ class SweepHooks(Callback):
         params = {"sweep.overrides": " ".join(overrides)}  # the tracker fits values to its store
         # Named after the key without Hydra's +, ++ or ~ prefix (MLflow refuses a "+" in a key).
         params.update({f"sweep.{k.lstrip('+~')}": v for k, v in (o.split("=", 1) for o in overrides if "=" in o)})
-        orphans.close_on_open(tracker, config.tracking.experiment)  # dead RUNNING runs: KILLED
-        parent = tracker.open_sweep(config.tracking.experiment, name, {
-            "orchestrator.sweep": "parent", "orchestrator.sweep_dir": str(Path(sweep_dir).resolve()),
-            "orchestrator.launcher": launcher, "orchestrator.sweeper": sweeper,
-            **orphans.owner_tags(config.tracking.flush_seconds),  # this process, a first heartbeat
-        })
-        parent.log_params(params)
+        resuming = sweep_resume.active is not None  # orchestrator sweep resume <id>: the same parent
+        if resuming:
+            parent = sweep_resume.reopen(tracker, sweep_dir, config.tracking.flush_seconds)
+        else:
+            orphans.close_on_open(tracker, config.tracking.experiment)  # dead RUNNING runs: KILLED
+            parent = tracker.open_sweep(config.tracking.experiment, name, {
+                "orchestrator.sweep": "parent", "orchestrator.sweep_dir": str(Path(sweep_dir).resolve()),
+                "orchestrator.launcher": launcher, "orchestrator.sweeper": sweeper,
+                **orphans.owner_tags(config.tracking.flush_seconds),  # this process, a first heartbeat
+            })
+            parent.log_params(params)
+            sweep_resume.record(parent, overrides, list(config.hydra.overrides.hydra))  # what a resume runs
         path = parent_file(sweep_dir)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({"run_id": parent.run_id, "tracking_uri": tracker.uri}))
+        path.write_text(json.dumps({"run_id": parent.run_id, "tracking_uri": tracker.uri,
+                                    **({"resume": True} if resuming else {})}))
         last_sweep.clear()
         last_sweep.update(run_id=parent.run_id, tracking_uri=tracker.uri, closed=False, failed=0)
         print(f"Sweep parent run {parent.run_id} in {tracker.uri}", file=sys.stderr)
@@ -216,6 +239,10 @@ def close_sweep(sweep_dir: str, metric: Optional[str], mode: Optional[str]) -> d
         return {}
     tracker = _tracker(parent["tracking_uri"])
     parent_id = parent["run_id"]
+    if parent.get("resume"):  # orchestrator sweep resume: earlier attempts of a job, superseded
+        from .sweep_resume import supersede
+
+        supersede(tracker, parent_id)
     children = tracker.children(parent_id)
     retried = [c for c in children if c.tags.get("orchestrator.retried") == "true"]  # superseded attempts
     children = [c for c in children if c not in retried]
@@ -235,13 +262,18 @@ def close_sweep(sweep_dir: str, metric: Optional[str], mode: Optional[str]) -> d
         tags[f"best_run_id{suffix}"] = found["run_id"]
         tags[f"best_overrides{suffix}"] = found["overrides"]
         metrics[f"best{'' if len(best) == 1 else '/' + task}/{found['metric']}"] = found["value"]
-    results = Path(sweep_dir) / "optimization_results.yaml"
-    if results.is_file():  # written by the Optuna sweeper
-        found = OmegaConf.load(results)
-        for key, value in (found.get("best_params") or {}).items():
-            params[f"best_params.{key}"] = str(value)
-        if found.get("best_value") is not None:
-            metrics["best_value"] = float(found.best_value)
+    pruned = [r for r in rows if r["pruned"]]
+    tags["orchestrator.sweep.pruned"], metrics["sweep/pruned"] = str(len(pruned)), len(pruned)
+    from .optuna_search import parent_record
+
+    search = parent_record(sweep_dir, rows)  # an Optuna search's results, written by its sweeper
+    if search is not None:
+        if search["multi"]:  # several objectives: the Pareto front stands in for one best run
+            tags = {k: v for k, v in tags.items() if not k.startswith("best_")}
+            metrics = {k: v for k, v in metrics.items() if not k.startswith("best")}
+        params.update(search["params"])
+        metrics.update(search["metrics"])
+        tags.update(search["tags"])
     figures = {}
     for task in sorted({r["task"] for r in rows}):
         task_rows = [r for r in rows if r["task"] == task]
@@ -255,11 +287,15 @@ def close_sweep(sweep_dir: str, metric: Optional[str], mode: Optional[str]) -> d
                  "metrics are those of the FINISHED run with the same job key):\n"
                  + "\n".join(f"  job {r['job']} ({r['overrides'] or 'no overrides'}): reused run {r['reused_from']}"
                               for r in reused))
+    if pruned:
+        text += "\n\nPruned (sweep.pruner; left out of the ranking):\n" + "\n".join(
+            f"  job {r['job']} ({r['overrides']}): stopped after epoch {r['pruned']}" for r in pruned)
     if failed:
         text += "\n\nFailed jobs:\n" + "\n".join(f"  job {r['job']} ({r['overrides']}): {r['error']}" for r in failed)
     if retried:
-        text += f"\n\n{len(retried)} failed attempt(s) were tried again (sweep.retries): " + ", ".join(
-            f"job {c.tags.get('orchestrator.sweep.job', '?')} attempt {c.tags.get('orchestrator.attempt', '?')} "
+        text += f"\n\n{len(retried)} failed attempt(s) were tried again (sweep.retries, sweep resume): " + ", ".join(
+            f"job {c.tags.get('orchestrator.sweep.job', '?')} "
+            f"{'attempt ' + c.tags['orchestrator.attempt'] if 'orchestrator.attempt' in c.tags else c.status} "
             f"(run {c.run_id})" for c in retried)
     parent_run = tracker.attach(parent_id)
     parent_run.log_params(params)
@@ -269,6 +305,10 @@ def close_sweep(sweep_dir: str, metric: Optional[str], mode: Optional[str]) -> d
     parent_run.log_text(to_csv(rows), "summary.csv")
     for name, figure in figures.items():
         parent_run.log_figure(figure, name)
+    for name, body in (search or {}).get("texts", {}).items():  # best parameters or Pareto front
+        parent_run.log_text(body, name)
+    for path, folder in (search or {}).get("files", []):  # importances, parallel coordinates, results
+        parent_run.log_artifact(path, folder)
     parent_run.end(FINISHED)
     print(f"\nSweep summary (parent run {parent_id}):\n{text}\n")
     last_sweep.update(closed=True, failed=len(failed), children=len(rows))

@@ -115,6 +115,9 @@ class Tracker(Protocol):
     ``running_runs(experiment=None, limit=1000) -> list[RunRecord]``, the RUNNING runs of
     ``experiment`` (None: every experiment): :mod:`orchestrator.orphans` closes the dead ones
     through it; with a tracker that lacks it, none is closed.
+    ``reopen_sweep(run_id) -> TrackedRun``, a sweep's parent RUNNING again without making it the
+    process's current run (jobs may run in the same process): ``orchestrator sweep resume``
+    (:mod:`orchestrator.sweep_resume`) needs it.
     """
 
     #: Where the store is, resolved (never None): printed with run ids, and what
