@@ -271,7 +271,10 @@ def close_sweep(sweep_dir: str, metric: Optional[str], mode: Optional[str]) -> d
         if search["multi"]:  # several objectives: the Pareto front stands in for one best run
             tags = {k: v for k, v in tags.items() if not k.startswith("best_")}
             metrics = {k: v for k, v in metrics.items() if not k.startswith("best")}
-        params.update(search["params"])
+        if parent.get("resume"):  # MLflow params cannot change, and the continued study's best may
+            tags.update(search["params"])  # differ from the one recorded before: tags can
+        else:
+            params.update(search["params"])
         metrics.update(search["metrics"])
         tags.update(search["tags"])
     figures = {}

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
 
 from .errors import OrchestratorError
-from .lifecycle import FINISHED, RUNNING
+from .lifecycle import FINISHED, KILLED, RUNNING
 
 if TYPE_CHECKING:
     from .plugins import Catalog
@@ -146,6 +146,16 @@ def supersede(tracker: Tracker, parent_run_id: str) -> int:
             continue
         groups.setdefault(identity(child), []).append(child)
     marked = 0
+    parent = tracker.find_run(parent_run_id)
+    if parent is not None and parent.tags.get("orchestrator.sweeper") == "OptunaSweeper":
+        # A search asks its study for new trials instead of running a job again: a trial killed
+        # with its launcher is replaced by the one the continued study runs in its place (a FAILED
+        # trial counts towards n_trials, as Optuna counts it, and stays a failure).
+        for runs in groups.values():
+            for killed in [r for r in runs if r.status == KILLED]:
+                tracker.attach(killed.run_id).set_tags({RETRIED: "true"})
+                marked += 1
+        return marked
     for runs in groups.values():
         finished = [r for r in runs if r.status == FINISHED]
         for stale in ([r for r in runs if r.status != FINISHED] if finished else runs[:-1]):

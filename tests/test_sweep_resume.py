@@ -224,3 +224,53 @@ def test_resume_finds_the_store_given_after_the_id_as_a_subprocess(tmp_path, sto
     result = cli("sweep", "resume", alone, f"tracking.uri={store_uri(tmp_path)}", cwd=elsewhere)
     assert result.returncode == 2 and "is not a sweep's parent run" in result.stderr, result.stderr[-2000:]
     assert list(elsewhere.iterdir()) == []
+
+
+# Kills the launching process when the N-th run starts (counted in a file): an Optuna search
+# under the basic launcher dies mid-way, one trial RUNNING.
+COUNTER = """
+import os
+import signal
+from pathlib import Path
+
+from orchestrator import hookimpl
+
+
+@hookimpl
+def on_run_start(run, cfg):
+    if not os.environ.get("KILL_AT"):
+        return
+    counter = Path(os.environ["KILL_COUNTER"])
+    count = int(counter.read_text()) + 1 if counter.exists() else 1
+    counter.write_text(str(count))
+    if count == int(os.environ["KILL_AT"]):
+        os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_resuming_a_killed_optuna_search_continues_its_study_under_the_same_parent(tmp_path):
+    import optuna
+
+    site = tmp_path / "site"
+    make_distribution(site, "counter", "1.0", {"counter": "counter"}, {"counter.py": COUNTER})
+    search = ["hparams_search=linear_optuna", "hydra.sweeper.n_trials=4", "trainer.max_epochs=2",
+              "data.n_samples=80", "tracking.log_model=false", "tracking.plots=false"]
+    killed = cli(*search, cwd=tmp_path, env=with_site(site, KILL_AT="3", KILL_COUNTER=str(tmp_path / "count")))
+    assert killed.returncode == -9, killed.stderr[-3000:]
+    uri = store_uri(tmp_path)
+    parent, before = sweep_runs(uri)
+    assert sorted(c.info.status for c in before) == ["FINISHED", "FINISHED", "RUNNING"]
+
+    resumed = cli("sweep", "resume", parent.info.run_id, cwd=tmp_path, env=with_site(site))
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    parent_after, after = sweep_runs(uri)
+    assert parent_after.info.status == "FINISHED"
+    finished = [c for c in after if c.info.status == "FINISHED"]
+    assert len(finished) == 4  # the two trials done before the kill, and two more: n_trials in all
+    assert {c.info.run_id for c in before if c.info.status == "FINISHED"} <= {c.info.run_id for c in finished}
+    study = optuna.load_study(study_name="linear_optuna", storage=f"sqlite:///{tmp_path}/mlruns/optuna.db")
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(complete) == 4
+    assert parent_after.data.metrics["best_value"] == pytest.approx(min(c.data.metrics["val/loss"] for c in finished))
+    best = study.best_trial.params  # a resumed search's best parameters are tags: params cannot change
+    assert float(parent_after.data.tags["best_params.optimizer.lr"]) == pytest.approx(best["optimizer.lr"])
