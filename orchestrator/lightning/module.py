@@ -65,6 +65,13 @@ class TrainingModule(pl.LightningModule):
         self._unread: list = []
         self._outputs: dict[str, list] = {"val": [], "test": []}
         self._epoch_lr: Optional[float] = None
+        #: Full-batch epochs trained in one Lightning step (see :meth:`several_epochs_per_step`);
+        #: 1: an epoch per step, as Lightning runs them.
+        self.epochs_per_step = 1
+        #: Epochs of the whole fit, counted here when a step trains several.
+        self.total_epochs = 0
+        #: The next epoch to train, kept in checkpoints (a resume continues from it).
+        self._next_epoch = 0
 
     def __setattr__(self, name, value):
         # Lightning sets ``_current_fx_name`` around every hook it calls, some 45 times a training
@@ -88,7 +95,21 @@ class TrainingModule(pl.LightningModule):
             penalty = torch.as_tensor(penalty, device=loss.device)
         return loss, penalty
 
+    def several_epochs_per_step(self, epochs_per_step: int, total_epochs: int) -> None:
+        """Train ``epochs_per_step`` full-batch epochs in each Lightning step (manual optimization).
+
+        With one batch an epoch, Lightning's loop around each step (hooks, the epoch's
+        bookkeeping) costs several times a small model's step. Each epoch here is what one
+        Lightning epoch would be, in the same order: its objective, the divergence check, the
+        step, then the validation of the epoch and its values published under their own epoch and
+        step, so the metrics are exactly those of one epoch per step. Only for fits where nothing
+        needs control between epochs (no callbacks, no scheduler; see ``Training``)."""
+        self.epochs_per_step, self.total_epochs = int(epochs_per_step), int(total_epochs)
+        self.automatic_optimization = self.epochs_per_step == 1
+
     def training_step(self, batch, batch_idx):
+        if self.epochs_per_step > 1:
+            return self._several_epochs(batch)
         x, y = batch
         loss, penalty = self._objective(x, y)
         objective = loss if penalty is None else loss + penalty
@@ -122,7 +143,36 @@ class TrainingModule(pl.LightningModule):
                 )
             sums[0], sums[1], sums[2] = sums[0] + loss * n, sums[1] + pen * n, sums[2] + n
 
+    def _several_epochs(self, batch) -> None:
+        x, y = batch
+        optimizer = self.optimizers()
+        first = self._next_epoch
+        for epoch in range(first, min(first + self.epochs_per_step, self.total_epochs)):
+            self._epoch_lr = float(optimizer.param_groups[0]["lr"])
+            loss, penalty = self._objective(x, y)
+            self._unread.append((self.global_step, epoch, len(y), loss.detach(),
+                                 None if penalty is None else penalty.detach()))
+            if len(self._unread) >= self.divergence_check_every():
+                self._read_steps()
+            optimizer.zero_grad()
+            self.manual_backward(loss if penalty is None else loss + penalty)
+            optimizer.step()
+            self._next_epoch = epoch + 1
+            self._end_epoch(epoch)
+
+    def on_save_checkpoint(self, checkpoint):
+        checkpoint["orchestrator_epochs_per_step"] = self.epochs_per_step
+        checkpoint["orchestrator_next_epoch"] = self._next_epoch
+        if self.epochs_per_step > 1:  # the epoch as the run's metrics count it, not Lightning's steps
+            checkpoint["epoch"] = max(0, self._next_epoch - 1)
+
+    def on_load_checkpoint(self, checkpoint):
+        self._next_epoch = int(checkpoint.get("orchestrator_next_epoch", 0))
+
     def on_train_start(self):
+        if self.epochs_per_step > 1:  # after a resume too: as many Lightning epochs as are left
+            left = max(0, self.total_epochs - self._next_epoch)
+            self.trainer.fit_loop.max_epochs = self.current_epoch + -(-left // self.epochs_per_step)
         self._calibrate_loss_scale()
 
     def _calibrate_loss_scale(self, most: int = 40) -> Optional[float]:
@@ -169,6 +219,12 @@ class TrainingModule(pl.LightningModule):
         self._epoch_lr = float(optimizers[0].param_groups[0]["lr"]) if optimizers else None
 
     def on_train_epoch_end(self):
+        if self.epochs_per_step == 1:  # several: each was ended as it was trained
+            self._next_epoch = self.current_epoch + 1
+            self._end_epoch(self.current_epoch)
+
+    def _end_epoch(self, epoch: int) -> None:
+        """The epoch's training loss and penalty, its validation, published as epoch ``epoch``."""
         self._read_steps()
         values = {}
         (loss, penalty, n), self._epoch_sums = self._epoch_sums, [0.0, 0.0, 0]
@@ -190,7 +246,7 @@ class TrainingModule(pl.LightningModule):
                 self._outputs["val"] = [(self(x[i : i + 8192]), y[i : i + 8192]) for i in range(0, len(x), 8192)]
             self.train(was_training)
             values.update(self._stage_values("val"))
-        self._publish(values)
+        self._publish(values, epoch)
 
     def _collect(self, batch, stage: str):
         x, y = batch
@@ -210,7 +266,7 @@ class TrainingModule(pl.LightningModule):
         if isinstance(data, TensorDataModule):
             data.to(self.device)
 
-    def _publish(self, values: dict[str, torch.Tensor]) -> None:
+    def _publish(self, values: dict[str, torch.Tensor], epoch: Optional[int] = None) -> None:
         """Hand one epoch's values to the callbacks and the loggers."""
         if self.trainer.sanity_checking or not values:
             return
@@ -218,7 +274,12 @@ class TrainingModule(pl.LightningModule):
         self.trainer.callback_metrics.update(values)
         step = self.trainer.global_step  # optimizer steps so far: one per batch here
         for logger in self.trainer.loggers:
-            logger.log_metrics({**{k: float(v) for k, v in values.items()}, "epoch": self.current_epoch}, step=step)
+            logger.log_metrics({**{k: float(v) for k, v in values.items()},
+                                "epoch": self._epochs_done() if epoch is None else epoch}, step=step)
+
+    def _epochs_done(self) -> int:
+        """Lightning's epoch count, or with several epochs a step, the epochs trained."""
+        return self.current_epoch if self.epochs_per_step == 1 else self._next_epoch
 
     def test_step(self, batch, batch_idx):
         self._collect(batch, "test")

@@ -117,6 +117,28 @@ def best_metrics(path: str, trainer: pl.Trainer) -> dict[str, float]:
     return {"best/epoch": float(epoch), f"best/{callback.monitor}": float(callback.best_model_score)}
 
 
+#: Trainer settings a fit that trains several full-batch epochs per Lightning step may have: any
+#: other (gradient clipping, accumulation, step or time limits, ...) acts per Lightning step or
+#: epoch, so with it each epoch is a Lightning step again.
+SEVERAL_EPOCHS_TRAINER_KEYS = frozenset({
+    "accelerator", "devices", "precision", "max_epochs", "deterministic", "enable_checkpointing",
+    "enable_progress_bar", "enable_model_summary", "log_every_n_steps", "num_sanity_val_steps",
+    "benchmark", "default_root_dir", "num_nodes", "strategy", "inference_mode", "barebones",
+})
+
+
+def several_epochs_allowed(trainer_args: dict, callbacks: list, batch_size, distributed: bool) -> bool:
+    """Whether a fit may train several epochs per Lightning step: full batch, one process, no
+    callback (each may act between epochs), full precision (no loss scaling), and nothing in
+    the Trainer's settings that acts per step or epoch."""
+    epochs = trainer_args.get("max_epochs")
+    return (batch_size is None and not callbacks and not distributed
+            and isinstance(epochs, int) and epochs > 1
+            and str(trainer_args.get("precision", "32-true")) in ("32", "32-true", "64", "64-true")
+            and trainer_args.get("strategy", "auto") == "auto" and trainer_args.get("num_nodes", 1) == 1
+            and set(trainer_args) <= SEVERAL_EPOCHS_TRAINER_KEYS)
+
+
 class Training:
     """The Trainer and what it trains, built (and so checked) before the run opens; the run's
     logger is given to the Trainer when :meth:`run` is called with the run."""
@@ -139,6 +161,7 @@ class Training:
         flush_seconds: float = 10.0,
         tf32: bool = True,
         checkpoints: bool = True,
+        epochs_per_step: int = 1,
     ):
         import inspect
         from pathlib import Path
@@ -164,6 +187,10 @@ class Training:
         self.module = TrainingModule(model, splits.task, splits.num_classes, make_optimizer, penalty,
                                      make_scheduler, scheduler_interval, monitor)
         self.data = TensorDataModule(splits, batch_size, seed)
+        if epochs_per_step > 1 and several_epochs_allowed(trainer_args, callbacks, batch_size, distributed):
+            epochs = int(trainer_args["max_epochs"])
+            self.module.several_epochs_per_step(epochs_per_step, epochs)
+            trainer_args["max_epochs"] = -(-epochs // epochs_per_step)
         self.tf32 = tf32
         self.timings = Timings()
         self.checkpoint_path = str(Path(output_dir) / "checkpoints" / "last.ckpt")
@@ -222,6 +249,8 @@ class Training:
                 watch.start()
             if self.distributed:
                 join_process_group(trainer)
+            if resume_from:
+                self._match_checkpoint(resume_from)
             with quiet_lightning():
                 try:
                     # A checkpoint fetched from a store is data, not code: tensors and plain
@@ -273,6 +302,24 @@ class Training:
                            step=trainer.global_step)
         logger.flush()
         return final
+
+    def _match_checkpoint(self, path: str) -> None:
+        """Resume as the checkpoint was trained: one epoch per step, or several (its loops count
+        steps of them). A fit that may train several falls back to one; the reverse is refused."""
+        import torch
+
+        written = torch.load(path, map_location="cpu", weights_only=True).get("orchestrator_epochs_per_step", 1)
+        module = self.module
+        if written == module.epochs_per_step:
+            return
+        if written == 1:
+            self.trainer.fit_loop.max_epochs = module.total_epochs
+            module.several_epochs_per_step(1, module.total_epochs)
+            return
+        raise OrchestratorError(
+            f"The checkpoint {path} was written by a fit that trained {written} full-batch epochs in each "
+            "Lightning step, which only a fit without callbacks, scheduler or extra trainer settings "
+            "does; resume it with the settings it was trained with (trainer.max_epochs may change).")
 
     def _checkpoint(self, run: TrackedRun, logger: RunLogger) -> None:
         """Save the fit's state and log it to the run as checkpoints/last.ckpt: called before
