@@ -25,6 +25,7 @@ Importing this module imports neither Optuna nor torch.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -326,7 +327,9 @@ class OptunaSearch:
         self.settings = settings
         distributions, fixed = search_space(self.sweeper.get("params"), arguments)
         sampler = self.sampler
-        if callable(sampler) and getattr(sampler, "func", None) is optuna.samplers.GridSampler:
+        target = OmegaConf.select(self.config, "hydra.sweeper.sampler._target_", default=None)
+        if isinstance(sampler, functools.partial) and (
+                target == "optuna.samplers.GridSampler" or sampler.func is optuna.samplers.GridSampler):
             sampler = sampler(grid_choices(distributions))  # _partial_: the space is known now
         elif sampler is None:
             sampler = optuna.samplers.TPESampler()
@@ -440,7 +443,7 @@ class OptunaSearch:
         self.ended += 1
         attrs = self.study._storage.get_trial(trial._trial_id).user_attrs
         if PRUNED_AT in attrs:
-            self.study.tell(trial, state=TrialState.PRUNED)
+            self._tell(trial, state=TrialState.PRUNED)
             log.info("Trial %d pruned after epoch %s", trial.number, attrs[PRUNED_AT])
             return
         values = None
@@ -448,13 +451,24 @@ class OptunaSearch:
             values = [float(v) for v in value] if isinstance(value, (list, tuple)) else [float(value)]
         if values is None or len(values) != len(self.study.directions) or not all(map(math.isfinite, values)):
             self.failures += 1
-            self.study.tell(trial, state=TrialState.FAIL)
+            self._tell(trial, state=TrialState.FAIL)
             print(f"Trial {trial.number} failed" + (f": {type(error).__name__}: {error}" if error else
                                                     " (its job returned no value)") + ".", file=sys.stderr)
             if self.failures / self.ended > float(self.sweeper.max_failure_rate):
                 self.stopped = True
             return
-        self.study.tell(trial, values)
+        self._tell(trial, values)
+
+    def _tell(self, trial, values=None, state=None) -> None:
+        """``study.tell``; a sampler that ends the search (the grid sampler, its grid done) calls
+        ``study.stop()``, which Optuna allows only inside ``study.optimize``: here the trial is
+        stored all the same (Optuna stores it in a ``finally``), and no more trials are asked."""
+        try:
+            self.study.tell(trial, values, state=state)
+        except RuntimeError as error:
+            if "Study.stop" not in str(error):
+                raise
+            self.stopped = True
 
     # -----------------------------------------------------------------------------------------
     # Results

@@ -83,8 +83,8 @@ def test_the_check_catches_a_tensor_made_without_a_device(compose, catalog, monk
 
     monkeypatch.setattr(TrainingModule, "training_step", buggy)
     land_stray_tensors_on_meta(monkeypatch)
-    with pytest.raises((RuntimeError, NotImplementedError), match="device"):
-        _train(compose, catalog, "model=linear")
+    with pytest.raises((RuntimeError, NotImplementedError), match="device"):  # a step per batch: the patched one
+        _train(compose, catalog, "model=linear", "optimizer=minibatch", "optimizer.batch_size=16")
 
 
 def test_losses_are_read_once_every_16_steps_off_the_cpu(monkeypatch):

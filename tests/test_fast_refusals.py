@@ -34,6 +34,7 @@ REFUSALS = [
     (["trainer.accelerator=tpux"], ["trainer settings are refused", "'tpux'", "did you mean 'tpu'"]),
     (["trainer.precision=12"], ["trainer.precision=12", "32-true", "16-mixed", "bf16-mixed"]),
     (["trainer.precision=16-mix"], ["trainer.precision='16-mix'", "did you mean '16-mixed'"]),
+    (["trainer.max_epochs=4.5"], ["trainer.max_epochs=4.5 is not a whole number of epochs", "range(a,b)"]),
     (["+trainer.logger=false"], ["trainer.logger cannot be set", "MLflow logger"]),
     (["model=cnn", "data=regression"], ["model=cnn cannot train on data=regression", "takes image inputs",
                                         "gives tabular inputs", "Leave data= out to use digits"]),

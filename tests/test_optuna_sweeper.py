@@ -150,3 +150,17 @@ def test_a_search_that_cannot_work_is_refused_before_anything_is_recorded(tmp_pa
     for word in words:
         assert word in errors[0], errors[0]
     assert not (tmp_path / "mlruns").exists()
+
+
+def test_the_grid_sampler_ends_the_search_when_its_grid_is_done(tmp_path):
+    """Optuna's grid sampler stops its study once every point has been tried: the search ends
+    there, before n_trials, with every grid point a FINISHED run."""
+    result = cli("hparams_search=cnn_optuna", "hydra/sweeper/sampler=grid", "hydra.sweeper.n_trials=6",
+                 "trainer.max_epochs=1", "tracking.log_model=false", "tracking.plots=false",
+                 "optimizer.lr=choice(0.003,0.01)", "model.hidden=choice(32)", "model.dropout=choice(0.0)",
+                 cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    ((parent, children),) = parents(store_uri(tmp_path))
+    assert sorted(c.data.params["optimizer.lr"] for c in children) == ["0.003", "0.01"]
+    assert all(c.info.status == "FINISHED" for c in children) and parent.info.status == "FINISHED"
+    assert len(study(tmp_path, "cnn_optuna").trials) == 2

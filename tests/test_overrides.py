@@ -119,4 +119,4 @@ def test_a_run_is_composed_only_by_hydra_and_a_typo_still_gets_a_clear_message(t
     typo = subprocess.run([sys.executable, str(script), "optimizer.lrr=0.1"], cwd=tmp_path,
                           capture_output=True, text=True, timeout=300)
     assert typo.returncode == 2
-    assert "optimizer.lrr is not a setting (did you mean 'lr'?). Settings of optimizer=gd: lr." in typo.stderr
+    assert "optimizer.lrr is not a setting (did you mean 'lr'?). Settings of optimizer=gd: lr, momentum, nesterov." in typo.stderr

@@ -39,7 +39,9 @@ def test_a_store_from_the_template_is_the_store_mlflow_makes(tmp_path, cache, mo
     migrated = tmp_path / "migrated" / "mlflow.db"
     tracking.ensure_store(f"sqlite:///{migrated}")
 
-    assert schema(copied) == schema(migrated)
+    (copied_objects, copied_head), (migrated_objects, migrated_head) = schema(copied), schema(migrated)
+    assert copied_head == migrated_head
+    assert set(copied_objects) ^ set(migrated_objects) == set()
     # MLflow's own Default experiment, at the copy's artifact location (not the template's)
     (default,) = mlflow.MlflowClient(f"sqlite:///{copied}").search_experiments()
     (expected,) = mlflow.MlflowClient(f"sqlite:///{migrated}").search_experiments()

@@ -74,8 +74,12 @@ def test_the_key_changes_with_the_plugin_version(compose, catalog):
     cfg = compose("model=linear", "data=regression")
     checked = validate(cfg, catalog)
     key = job_key(cfg, "0123456789abcdef", checked.chosen, checked.callbacks)
-    assert key == job_key(compose("model=linear", "data=regression", "tracking.plots=false", "sweep.reuse=true",
-                                  "trainer.enable_model_summary=true"), "0123456789abcdef", checked.chosen)
+    other = compose("model=linear", "data=regression", "tracking.plots=false", "sweep.reuse=true",
+                    "trainer.enable_model_summary=true")
+    validate(other, catalog)  # as a run does: the epochs left null become the optimizer's
+    assert key == job_key(other, "0123456789abcdef", checked.chosen)
+    assert key == job_key(compose("model=linear", "data=regression", "trainer.max_epochs=40"), "0123456789abcdef",
+                          checked.chosen)  # the same job as gd's default epochs named
     assert key != job_key(cfg, "0123456789abcdee", checked.chosen)
     provided = checked.chosen["model"]
     newer = replace(provided, plugin=replace(provided.plugin, version=provided.plugin.version + ".post1"))

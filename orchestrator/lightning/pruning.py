@@ -30,9 +30,17 @@ class OptunaPruning(Callback):
         from orchestrator.optuna_search import build_pruner, open_storage
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        study = optuna.load_study(study_name=self.info["study_name"], storage=open_storage(self.info["storage"]),
+        self.storage = open_storage(self.info["storage"])
+        study = optuna.load_study(study_name=self.info["study_name"], storage=self.storage,
                                   pruner=build_pruner(self.info["pruner"], self.info.get("pruner_kwargs") or {}))
         self.trial = optuna.trial.Trial(study, int(self.info["trial_id"]))
+
+    def teardown(self, trainer, pl_module, stage) -> None:
+        """Close the storage's connections: under the basic launcher every trial runs in the
+        sweeping process, which would otherwise keep one engine per trial."""
+        engine = getattr(getattr(self, "storage", None), "engine", None)
+        if engine is not None and stage == "fit":
+            engine.dispose()
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         if self.trial is None or self.pruned_at is not None or trainer.sanity_checking:
