@@ -34,7 +34,7 @@ def test_the_wheel_carries_the_config_the_plugins_and_the_entry_points(tmp_path)
         assert module in names
     info = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
     entry_points = zipfile.ZipFile(wheel).read(info).decode()
-    assert "orchestrator = orchestrator.cli:main" in entry_points
+    assert "orchestrator = orchestrator.cli:console" in entry_points
     assert "builtin.models = orchestrator_plugins.models" in entry_points
     assert not any(n.startswith(("tests/", "plugins/", "conf/")) for n in names)  # no stray top-level packages
 
