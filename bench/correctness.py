@@ -151,7 +151,7 @@ README_COMMANDS = [
     ([], None),
     (["model=logistic", "optimizer=minibatch", "optimizer.batch_size=16"], None),
     (["model=cnn", "optimizer=adam"], None),
-    (["model=cnn", "optimizer=adam", "model.hidden=128", "trainer.max_epochs=30"], None),
+    (["model=cnn", "optimizer=adam", "model.dropout=0.2", "model.hidden=256"], None),
     (["model=linear", "regularizer=elasticnet", "regularizer.strength=0.01"], None),
     (["data=csv", "data.target=target"], "diabetes"),
     (["model=logistic", "data=csv", "data.target=species"], "iris"),

@@ -212,12 +212,19 @@ def worker_big(way: str, epochs: int, n: int) -> None:
     print(json.dumps(result))
 
 
-def big(quick: bool) -> dict:
+def big(quick: bool, repeat: int) -> dict:
+    """Hand loop and framework alternately, ``repeat`` times each (each way in its own process);
+    the medians of their samples per second and peaks."""
     epochs, n = (1, 4000) if quick else (2, 60000)
-    ways = {}
-    for way in ("hand", "framework"):
-        _, out = spawn(["-m", "bench.fixed_costs", "--worker", "big", way, str(epochs), str(n)])
-        ways[way] = json.loads(out.stdout.strip().splitlines()[-1])
+    found: dict[str, list] = {"hand": [], "framework": []}
+    for _ in range(repeat):
+        for way in found:
+            _, out = spawn(["-m", "bench.fixed_costs", "--worker", "big", way, str(epochs), str(n)])
+            found[way].append(json.loads(out.stdout.strip().splitlines()[-1]))
+    ways = {way: {"sps": statistics.median(r["sps"] for r in runs),
+                  "sps_all": [r["sps"] for r in runs],
+                  "peak_mb": statistics.median(r["peak_mb"] for r in runs),
+                  "accuracy": runs[0]["accuracy"]} for way, runs in found.items()}
     h, f = ways["hand"], ways["framework"]
     return {"ways": ways, "fit_ratio": h["sps"] / f["sps"], "peak_ratio": f["peak_mb"] / h["peak_mb"],
             "accuracy": {"hand": h["accuracy"], "framework": f["accuracy"]}}
@@ -270,9 +277,11 @@ def main(argv=None) -> int:
         for name, seconds in r["seconds"].items():
             print(f"  record: {name}: {seconds:.3f} s ({seconds / floor_s:.3f} x floor)", flush=True)
     if "big" in parts:
-        b = report["big"] = big(args.quick)
+        b = report["big"] = big(args.quick, min(repeat, 3))
         h, fw = b["ways"]["hand"], b["ways"]["framework"]
-        print(f"big task: hand {h['sps']:,.0f} samples/s, framework {fw['sps']:,.0f}; peak MB {h['peak_mb']:.0f}/{fw['peak_mb']:.0f}; "
+        print(f"big task (median of {len(h['sps_all'])} each, alternating): hand {h['sps']:,.0f} samples/s "
+              f"({', '.join(f'{v:,.0f}' for v in h['sps_all'])}), framework {fw['sps']:,.0f} "
+              f"({', '.join(f'{v:,.0f}' for v in fw['sps_all'])}); peak MB {h['peak_mb']:.0f}/{fw['peak_mb']:.0f}; "
               f"accuracy {h['accuracy']:.4f}/{fw['accuracy']:.4f}", flush=True)
         print(f"  5. framework fit / hand: {verdict(b['fit_ratio'], TARGETS['big_fit'])}; "
               f"peak memory: {verdict(b['peak_ratio'], TARGETS['big_peak'])}", flush=True)

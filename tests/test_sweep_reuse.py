@@ -177,3 +177,18 @@ def test_failed_runs_are_never_reused_and_optuna_trials_get_the_reused_value(tmp
     results = OmegaConf.load(f"{parent.data.tags['orchestrator.sweep_dir']}/optimization_results.yaml")
     assert float(results.best_value) == pytest.approx(trained.data.metrics["val/loss"])
     assert parent.data.metrics["best_value"] == pytest.approx(trained.data.metrics["val/loss"])
+
+
+def test_reuse_against_a_store_that_cannot_be_reached_exits_2_and_writes_nothing(tmp_path):
+    """Nothing listens on the port: the sweep is refused before any job, naming the store."""
+    import socket
+
+    with socket.socket() as s:  # a free loopback port, closed again: connections are refused
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    result = cli("-m", "seed=0,1", "sweep.reuse=true", f"tracking.uri=http://127.0.0.1:{port}", *TINY,
+                 cwd=tmp_path, env={"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"}, timeout=120)
+    assert result.returncode == 2, result.stderr[-3000:]
+    error = result.stderr.strip().splitlines()[-1]
+    assert error.startswith("Error: ") and f"127.0.0.1:{port}" in error
+    assert "Traceback" not in result.stderr and not (tmp_path / "mlruns").exists()
