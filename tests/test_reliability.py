@@ -284,6 +284,9 @@ from orchestrator import hookimpl
 
 @hookimpl
 def on_sweep_start(sweep_dir, overrides):
+    # As in a terminal: a process started in the background of a non-interactive shell (CI run
+    # with &) inherits SIGINT ignored, and Python then installs no KeyboardInterrupt handler.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C while Hydra, not a job, is running
 """
 

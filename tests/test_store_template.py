@@ -13,9 +13,13 @@ os.environ.setdefault("DO_NOT_TRACK", "true")
 
 
 def schema(path):
-    """Every table, index and column definition of a SQLite database, and its migration head."""
+    """Every table and index of a SQLite database with its definition's clauses (as a sorted list:
+    a migration that rebuilds a table writes its constraints in no fixed order, even two stores
+    MLflow migrates in place differ so), and its migration head."""
     with sqlite3.connect(path) as db:
-        objects = sorted(db.execute("SELECT type, name, sql FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'"))
+        rows = db.execute("SELECT type, name, sql FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'")
+        objects = sorted((kind, name, tuple(sorted(part.strip().rstrip(",") for part in (sql or "").splitlines())))
+                         for kind, name, sql in rows)
         (head,) = db.execute("SELECT version_num FROM alembic_version").fetchall()
     return objects, head
 
