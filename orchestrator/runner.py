@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
 
 from omegaconf import DictConfig, OmegaConf
 
+from . import recorder
 from .components import GROUPS
 from .errors import OrchestratorError
 from .lifecycle import FAILED, FINISHED, KILLED, final_status, flatten
@@ -210,6 +211,8 @@ def run(
     4. Log the model and the plots.
     5. End: ``on_run_end`` while the run is still open, then the run ends with the status
        :func:`~orchestrator.lifecycle.final_status` decides from the error, if any (:func:`end`).
+       In a sweep whose jobs run in this process, the sweep's recorder draws the plots and ends
+       the run, in a second process, while the next job starts (:mod:`orchestrator.recorder`).
     """
     catalog = catalog or get_catalog()
     hooks = catalog.pm.hook
@@ -298,12 +301,14 @@ def run(
             raw_example = (splits.x_test[:5] * splits.std + splits.mean if splits.encoder is None
                            else splits.raw_test.iloc[:5])
             model_uri = tracked.log_model(predictor, raw_example, cfg.tracking.model_format)
-        if cfg.tracking.plots:
-            log_plots(tracked, prepared.model, splits)
+        plots = plot_inputs(prepared.model, splits) if cfg.tracking.plots else None
+        if plots is not None and not recorder.active():  # a sweep's recorder draws them: see end()
+            log_plots(tracked, plots)
+            plots = None
     except BaseException as error:
         end(tracked, tracker, prepared, hooks, metrics, error)  # 5. End, FAILED or KILLED.
         raise
-    end(tracked, tracker, prepared, hooks, metrics, None)  # 5. End, FINISHED.
+    end(tracked, tracker, prepared, hooks, metrics, None, plots)  # 5. End, FINISHED.
     log.info("Finished run %s: %s", tracked.run_id,
              {k: round(v, 4) for k, v in metrics.items() if k.startswith("test/")})
     return RunResult(tracked.run_id, tracker.uri, metrics, model_uri, predictor, splits)
@@ -356,11 +361,13 @@ def record_start(run: TrackedRun, tracker: Tracker, cfg: DictConfig, splits: Spl
 
 
 def end(run: TrackedRun, tracker: Tracker, prepared: Prepared, hooks, metrics: dict[str, float],
-        error: Optional[BaseException]) -> None:
+        error: Optional[BaseException], plots: Optional[dict[str, Any]] = None) -> None:
     """Step 5 of :func:`run`: the checkpoint of an interrupted run, ``on_run_end`` while the run
     is still open, then the run's end with the status :func:`final_status` decides from
     ``error``. If that fails (a plugin's ``on_run_end``, the store), a run that had succeeded
-    ends FAILED with that error, and the error goes on."""
+    ends FAILED with that error, and the error goes on. ``plots`` (:func:`plot_inputs`), in a
+    sweep whose jobs run in this process: the sweep's recorder draws them and ends the run
+    (:mod:`orchestrator.recorder`)."""
     status = final_status(error)
     try:
         if status == KILLED and prepared.training.on_interrupt.saved:
@@ -373,7 +380,10 @@ def end(run: TrackedRun, tracker: Tracker, prepared: Prepared, hooks, metrics: d
             status, error = final_status(late), late
         raise
     finally:
-        run.end(status, error)
+        if plots is not None and status == FINISHED:
+            recorder.finish(tracker, run, plots)
+        else:
+            run.end(status, error)
         if error is not None:
             name_the_run(error, tracker, run)
 
@@ -386,22 +396,30 @@ def name_the_run(error: BaseException, tracker: Tracker, run: TrackedRun) -> Non
         pass
 
 
-def log_plots(mlflow_run, model, splits: Splits) -> None:
-    """Learning curves; a confusion matrix (classifiers) or predicted-vs-true (regressors)."""
-    import numpy as np
+def plot_inputs(model, splits: Splits) -> dict[str, Any]:
+    """What :func:`log_plots` draws besides the run's recorded losses: the model's predictions
+    on the test split, and the truth (plain arrays, so another process can draw them)."""
     import torch
 
-    from . import plots
-
-    histories = {key: [v for _, v in mlflow_run.metric_history(key)] for key in ("train/loss", "val/loss")}
-    mlflow_run.log_figure(plots.learning_curves(histories), "plots/learning_curves.png")
     model.eval()
     task = splits.task_object
     with torch.no_grad():
         predicted = task.prediction(model(torch.from_numpy(splits.x_test))).numpy()
-    if task.name == "classification":
-        figure = plots.confusion_matrix(splits.y_test, predicted, task.num_classes)
-        mlflow_run.log_figure(figure, "plots/confusion_matrix.png")
+    return {"task": task.name, "num_classes": task.num_classes, "y_true": splits.y_test, "y_pred": predicted}
+
+
+def log_plots(run: TrackedRun, inputs: dict[str, Any]) -> None:
+    """Learning curves (from the run's recorded losses); a confusion matrix (classifiers) or
+    predicted-vs-true (regressors), from :func:`plot_inputs`."""
+    import numpy as np
+
+    from . import plots
+
+    histories = {key: [v for _, v in run.metric_history(key)] for key in ("train/loss", "val/loss")}
+    run.log_figure(plots.learning_curves(histories), "plots/learning_curves.png")
+    if inputs["task"] == "classification":
+        figure = plots.confusion_matrix(inputs["y_true"], inputs["y_pred"], inputs["num_classes"])
+        run.log_figure(figure, "plots/confusion_matrix.png")
     else:
-        figure = plots.predicted_vs_true(splits.y_test, predicted.astype(np.float64))
-        mlflow_run.log_figure(figure, "plots/predicted_vs_true.png")
+        figure = plots.predicted_vs_true(inputs["y_true"], np.asarray(inputs["y_pred"], dtype=np.float64))
+        run.log_figure(figure, "plots/predicted_vs_true.png")

@@ -162,8 +162,14 @@ class SweepHooks(Callback):
         except OrchestratorError as error:
             print(f"Error: {error}", file=sys.stderr)
             raise SystemExit(2) from error
+        compose_each_job_once()
         try:
             self._open(config)
+            if jobs_run_here(config) and config.tracking.plots:
+                from . import recorder
+
+                # draws each job's figures and ends its run: see orchestrator.recorder
+                recorder.start(last_sweep["tracking_uri"])
         except Exception as error:  # Hydra would only warn and run the jobs un-nested
             print(f"Error: could not open the sweep's parent run: {type(error).__name__}: {error}",
                   file=sys.stderr)
@@ -221,6 +227,42 @@ class SweepHooks(Callback):
         _beat_parent(config)
 
 
+def compose_each_job_once() -> None:
+    """Hydra's sweepers compose every job's config twice: once to check that the whole batch
+    composes before any job starts, once again to launch the job; each costs about 50 ms, more than a
+    tiny job's training. The Hydra instance of this command keeps each composition (a copy, taken
+    before anyone changes it) and hands a copy to the next request for the same job."""
+    from hydra.core.global_hydra import GlobalHydra
+
+    if not GlobalHydra.instance().is_initialized():
+        return
+    loader = GlobalHydra.instance().config_loader()
+    compose = getattr(loader, "load_sweep_config", None)
+    if compose is None or getattr(compose, "orchestrator_once", False):
+        return
+    import copy
+
+    kept: dict[tuple, DictConfig] = {}
+
+    def load_sweep_config(master_config: DictConfig, sweep_overrides: list[str]) -> DictConfig:
+        key = (id(master_config), tuple(sweep_overrides))
+        if key in kept:
+            return copy.deepcopy(kept.pop(key))
+        composed = compose(master_config, sweep_overrides)
+        if len(kept) < 1024:  # a batch's worth; beyond it a job is composed twice again
+            kept[key] = copy.deepcopy(composed)
+        return composed
+
+    load_sweep_config.orchestrator_once = True  # type: ignore[attr-defined]
+    loader.load_sweep_config = load_sweep_config  # type: ignore[method-assign]
+
+
+def jobs_run_here(config: DictConfig) -> bool:
+    """Whether the sweep's jobs run one after another in this process (Hydra's basic launcher)."""
+    target = str(OmegaConf.select(config, "hydra.launcher._target_", default=""))
+    return target.endswith(".BasicLauncher")
+
+
 def _beat_parent(config: DictConfig) -> None:
     """A sweep's job starts or ends (in whichever process runs it): the parent's heartbeat
     (:mod:`orchestrator.orphans`). Nothing for a single run."""
@@ -232,7 +274,9 @@ def _beat_parent(config: DictConfig) -> None:
 
 def close_sweep(sweep_dir: str, metric: Optional[str], mode: Optional[str]) -> dict:
     """Summarise the children on the parent run, print the summary, end the parent FINISHED."""
-    from . import plots
+    from . import plots, recorder
+
+    recorder.wait()  # every child ended: its figures drawn by the recorder, if the sweep has one
 
     parent = read_parent(sweep_dir)
     if parent is None:
@@ -322,6 +366,9 @@ def abandon_sweep(status: str, reason: str) -> None:
     """The launching process is ending early (Ctrl-C, a crash): end the parent and the children
     still RUNNING with ``status`` (:func:`orchestrator.lifecycle.final_status` of what ended it)
     and ``reason``, so nothing is left pretending to run."""
+    from . import recorder
+
+    recorder.wait(timeout=60)  # the runs it holds trained to the end: their figures, then FINISHED
     if not last_sweep or last_sweep.get("closed"):
         return
     tracker = _tracker(last_sweep["tracking_uri"])

@@ -251,37 +251,35 @@ class MLflowTracker:
 
     def start_run(self, experiment: str, name: str, tags: Mapping[str, str],
                   parent_run_id: Optional[str] = None) -> "MLflowRun":
-        """A run through MLflow's fluent API (it adds the user and source tags, and logging a
-        model goes through it); ended by :meth:`MLflowRun.end`."""
-        import mlflow
+        """A run with the tags MLflow's fluent ``start_run`` adds (user, source), created with
+        the client: it is no process's "active run", so another process may end it (a sweep's
+        recorder, :mod:`orchestrator.recorder`), and MLflow's exit handler never ends it
+        FINISHED behind the framework's back. Ended by :meth:`MLflowRun.end`."""
+        from mlflow.tracking.context import registry
 
         experiment_id = get_or_create_experiment(self.client, self.uri, experiment)
         tags = {k: str(v) for k, v in tags.items()}
         if parent_run_id:
             tags["mlflow.parentRunId"] = parent_run_id
-        _use_uri(self.uri)
-        run = mlflow.start_run(experiment_id=experiment_id, run_name=name, tags=tags)
+        tags["mlflow.runName"] = name
+        run = self.client.create_run(experiment_id, tags=registry.resolve_tags(tags), run_name=name)
         return MLflowRun(self, run.info.run_id)
 
     def reopen_run(self, run_id: str) -> "MLflowRun":
-        import mlflow
-
-        _use_uri(self.uri)
-        mlflow.start_run(run_id=run_id)  # RUNNING again until it ends
+        self.client.update_run(run_id, status="RUNNING")  # RUNNING again until it ends
         if "error" in self.client.get_run(run_id).data.tags:
             self.client.delete_tag(run_id, "error")
         return MLflowRun(self, run_id)
 
     def open_sweep(self, experiment: str, name: str, tags: Mapping[str, str]) -> "MLflowRun":
-        """Created with the client, not the fluent API: the launching process may run the jobs
-        itself (the basic launcher), each with a fluent run of its own."""
+        """The parent run of a sweep (no user or source tags of its own)."""
         experiment_id = get_or_create_experiment(self.client, self.uri, experiment)
         run = self.client.create_run(experiment_id, run_name=name, tags={k: str(v) for k, v in tags.items()})
         return MLflowRun(self, run.info.run_id)
 
     def reopen_sweep(self, run_id: str) -> "MLflowRun":
-        """A sweep's parent RUNNING again (``orchestrator sweep resume``), with the client, not the
-        fluent API (as :meth:`open_sweep`); the ``error`` its end recorded is dropped."""
+        """A sweep's parent RUNNING again (``orchestrator sweep resume``); the ``error`` its end
+        recorded is dropped."""
         self.client.update_run(run_id, status="RUNNING")
         if "error" in self.client.get_run(run_id).data.tags:
             self.client.delete_tag(run_id, "error")
@@ -418,6 +416,18 @@ class MLflowRun:
         self.uri = tracker.uri
         self.run_id = run_id
 
+    def _logged_model(self) -> str:
+        """A new MLflow logged model of this run, in the run's own experiment (MLflow would put
+        it in the process's active experiment, the Default one, for a run nobody made active),
+        with the run's params as MLflow gives them; its id."""
+        import mlflow
+
+        run = self.client.get_run(self.run_id)
+        _use_uri(self.uri)
+        return mlflow.initialize_logged_model(name="model", source_run_id=self.run_id,
+                                              experiment_id=run.info.experiment_id,
+                                              params=dict(run.data.params)).model_id
+
     def set_tags(self, tags: Mapping[str, str]) -> None:
         from mlflow.entities import RunTag
 
@@ -506,7 +516,8 @@ class MLflowRun:
             serialization_format=serialization_format,
             # Explicit requirements: inferring them imports and inspects for seconds.
             pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", f"numpy=={np.__version__}"],
-            run_id=self.run_id,  # this run, whether or not it is the fluent API's active one
+            run_id=self.run_id,
+            model_id=self._logged_model(),
         )
         return info.model_uri
 
@@ -548,13 +559,12 @@ class MLflowRun:
                 # Explicit requirements: inferring them imports and inspects for seconds.
                 pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", f"numpy=={np.__version__}",
                                   f"pandas=={pd.__version__}"],
-                run_id=self.run_id,  # this run, whether or not it is the fluent API's active one
+                run_id=self.run_id,
+                model_id=self._logged_model(),
             )
         return info.model_uri
 
     def end(self, status: str, error: Union[BaseException, str, None] = None) -> None:
-        import mlflow
-
         from .lifecycle import describe, report
 
         if error is not None:
@@ -563,8 +573,4 @@ class MLflowRun:
                 self.client.log_text(self.run_id, report(error), "error.txt")
             except Exception:  # the store itself may be what failed; still end the run
                 pass
-        active = mlflow.active_run()  # per thread: None in a thread that did not start it
-        if active is not None and active.info.run_id == self.run_id:
-            mlflow.end_run(status)
-        else:
-            self.client.set_terminated(self.run_id, status)
+        self.client.set_terminated(self.run_id, status)

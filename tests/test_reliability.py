@@ -152,7 +152,8 @@ def test_resume_refuses_a_finished_run_and_a_run_without_checkpoint(tmp_path):
 
 
 def test_interrupted_sweep_keeps_finished_children_and_kills_the_rest(tmp_path):
-    proc = start(tmp_path, "-m", "trainer.max_epochs=2,1000000", "tracking.log_model=false", "tracking.plots=false",
+    # with figures: the sweep's recorder holds job 0's end (orchestrator.recorder) when Ctrl-C comes
+    proc = start(tmp_path, "-m", "trainer.max_epochs=2,1000000", "tracking.log_model=false",
                  "tracking.flush_seconds=0.5")
     wait_for_training(tmp_path, proc, runs=2)
     proc.send_signal(signal.SIGINT)
@@ -164,6 +165,8 @@ def test_interrupted_sweep_keeps_finished_children_and_kills_the_rest(tmp_path):
     assert parent.info.status == "KILLED"
     assert children["0"].info.status == "FINISHED" and children["1"].info.status == "KILLED"
     assert all(r.info.status != "RUNNING" for r in runs)
+    figures = mlflow.MlflowClient(store_uri(tmp_path)).list_artifacts(children["0"].info.run_id, "plots")
+    assert len(figures) == 2
 
 
 def test_two_sweeps_at_once_on_a_new_store_lose_nothing(tmp_path):
