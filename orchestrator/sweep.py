@@ -228,10 +228,13 @@ class SweepHooks(Callback):
 
 
 def compose_each_job_once() -> None:
-    """Hydra's sweepers compose every job's config twice: once to check that the whole batch
-    composes before any job starts, once again to launch the job; each costs about 50 ms, more than a
-    tiny job's training. The Hydra instance of this command keeps each composition (a copy, taken
-    before anyone changes it) and hands a copy to the next request for the same job."""
+    """Hydra's sweepers compose every job's config twice: once in ``validate_batch_is_legal``, to
+    check that the whole batch composes before any job starts, and once again to launch the job;
+    each costs about 50 ms, more than a tiny job's training. The Hydra instance of this command
+    keeps each composition made for that check (a copy, taken before anyone changes it) and hands
+    it to the launch of the same job. A composition made for anything else is not kept."""
+    import sys
+
     from hydra.core.global_hydra import GlobalHydra
 
     if not GlobalHydra.instance().is_initialized():
@@ -242,15 +245,15 @@ def compose_each_job_once() -> None:
         return
     import copy
 
-    kept: dict[tuple, DictConfig] = {}
+    checked: dict[tuple, DictConfig] = {}
 
     def load_sweep_config(master_config: DictConfig, sweep_overrides: list[str]) -> DictConfig:
         key = (id(master_config), tuple(sweep_overrides))
-        if key in kept:
-            return copy.deepcopy(kept.pop(key))
+        if key in checked:
+            return checked.pop(key)
         composed = compose(master_config, sweep_overrides)
-        if len(kept) < 1024:  # a batch's worth; beyond it a job is composed twice again
-            kept[key] = copy.deepcopy(composed)
+        if sys._getframe(1).f_code.co_name == "validate_batch_is_legal":
+            checked[key] = copy.deepcopy(composed)
         return composed
 
     load_sweep_config.orchestrator_once = True  # type: ignore[attr-defined]
