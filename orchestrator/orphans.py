@@ -11,8 +11,9 @@ resumed):
   sharing the host's name (``--net=host``) do not see each other's processes;
 - ``orchestrator.heartbeat``: a Unix time, refreshed when the run opens, each time metric points
   are sent to the store (every ``tracking.flush_seconds`` while training, and when a stage ends)
-  and, for a sweep's parent, when each job starts and ends. No thread: the refresh rides on the
-  sends that happen anyway (one tag write, about 1 ms on SQLite, every 10 s by default);
+  and, for a sweep's parent, when a job starts or ends (at most every 5 s from one process). No
+  thread: the refresh rides on the sends that happen anyway (one tag write, about 1 ms on SQLite,
+  every 10 s by default);
 - ``orchestrator.heartbeat.timeout``: how long the run may go without a heartbeat,
   :func:`heartbeat_timeout`: ``max(600 s, 30 x tracking.flush_seconds)``.
 
@@ -142,20 +143,29 @@ def beat(run: TrackedRun) -> None:
 
 
 _parent_trackers: dict[str, Tracker] = {}
+#: When this process last refreshed each sweep parent's heartbeat (time.monotonic()).
+_parent_beats: dict[str, float] = {}
+#: A process refreshes a parent's heartbeat at most this often: the timeout is 600 s or more, and
+#: a sweep of tiny jobs would otherwise write it twice a job.
+PARENT_BEAT_SECONDS = 5.0
 
 
 def beat_parent(sweep_dir: str) -> None:
     """Refresh the heartbeat of the sweep parent recorded in ``sweep_dir`` (a job starts or
-    ends). Never raises."""
+    ends), unless this process did less than :data:`PARENT_BEAT_SECONDS` ago. Never raises."""
     try:
         from .sweep import _tracker, read_parent
 
         parent = read_parent(sweep_dir)
         if parent is None:
             return
+        now = time.monotonic()
+        if now - _parent_beats.get(parent["run_id"], -PARENT_BEAT_SECONDS) < PARENT_BEAT_SECONDS:
+            return
         uri = parent["tracking_uri"]
         tracker = _parent_trackers.get(uri) or _parent_trackers.setdefault(uri, _tracker(uri))
         beat(tracker.attach(parent["run_id"]))
+        _parent_beats[parent["run_id"]] = now
     except Exception as error:
         log.debug("Heartbeat of the sweep's parent not recorded: %s", error)
 

@@ -141,9 +141,15 @@ def store_template() -> Optional[Path]:
         return None
 
 
+#: Experiment ids this process found or created, by (store, name): a sweep's jobs share one.
+_experiments: dict[tuple[str, str], str] = {}
+
+
 def get_or_create_experiment(client, uri: str, name: str) -> str:
-    with store_lock(uri):
-        return _get_or_create_experiment(client, uri, name)
+    if (uri, name) not in _experiments:
+        with store_lock(uri):
+            _experiments[uri, name] = _get_or_create_experiment(client, uri, name)
+    return _experiments[uri, name]
 
 
 def _get_or_create_experiment(client, uri: str, name: str) -> str:
