@@ -35,8 +35,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _pool: Optional[ProcessPoolExecutor] = None
-#: Runs handed to the recorder and not yet known to be ended: (tracker, run, plots, future).
-_held: list[tuple[Tracker, TrackedRun, dict[str, Any], Future]] = []
+#: Runs handed to the recorder, until :func:`wait`: [tracker, run, plots, future]; ``plots`` is
+#: dropped (None) as soon as the recorder has ended the run.
+_held: list[list] = []
 
 
 def start(uri: str) -> None:
@@ -62,10 +63,18 @@ def finish(tracker: Tracker, run: TrackedRun, plots: dict[str, Any]) -> None:
     and ends the run FINISHED, or FAILED with the reason if drawing fails."""
     try:
         assert _pool is not None
-        _held.append((tracker, run, plots, _pool.submit(_finish, tracker.uri, run.run_id, plots)))
+        held = [tracker, run, plots, _pool.submit(_finish, tracker.uri, run.run_id, plots)]
     except Exception as gone:  # the recorder died: this process draws and ends the run
         log.warning("The sweep's recorder is not running (%s); drawing here", gone)
         draw_and_end(run, plots)
+        return
+    _held.append(held)
+    held[3].add_done_callback(lambda future: _ended(held, future))
+
+
+def _ended(held: list, future: Future) -> None:
+    if not future.cancelled() and future.exception() is None:
+        held[2] = None  # the recorder ended the run: its plots' data need not be kept
 
 
 def wait(timeout: Optional[float] = None) -> None:
@@ -84,7 +93,7 @@ def wait(timeout: Optional[float] = None) -> None:
     _held.clear()
     wait_for([future for *_, future in held], timeout=timeout)
     for tracker, run, plots, future in held:
-        if future.done() and not future.cancelled() and future.exception() is None:
+        if plots is None or (future.done() and not future.cancelled() and future.exception() is None):
             continue  # ended by the recorder
         record = tracker.find_run(run.run_id)
         if record is None or record.status != RUNNING:
