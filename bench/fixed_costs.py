@@ -32,6 +32,7 @@ from pathlib import Path
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DO_NOT_TRACK", "true")
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 ROOT = Path(__file__).resolve().parent.parent
 PARTS = ("floor", "cnn", "store", "sweep", "records", "big")
