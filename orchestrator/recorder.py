@@ -62,7 +62,8 @@ def finish(tracker: Tracker, run: TrackedRun, plots: dict[str, Any]) -> None:
     """Hand the run to the recorder: it draws ``plots`` (:func:`orchestrator.runner.plot_inputs`)
     and ends the run FINISHED, or FAILED with the reason if drawing fails."""
     try:
-        assert _pool is not None
+        if _pool is None:
+            raise RuntimeError("no recorder was started")
         held = [tracker, run, plots, _pool.submit(_finish, tracker.uri, run.run_id, plots)]
     except Exception as gone:  # the recorder died: this process draws and ends the run
         log.warning("The sweep's recorder is not running (%s); drawing here", gone)

@@ -338,11 +338,11 @@ def check_trainer_values(args: dict) -> None:
     for key in ("max_epochs", "min_epochs", "max_steps", "min_steps"):
         value = args.get(key)
         if value is not None and (type(value) is not int or value < -1):
+            null = "the optimizer's default" if key == "max_epochs" else "none"
             raise OrchestratorError(
                 f"The trainer settings are refused: trainer.{key}={value!r} is not a whole number of "
-                f"{key.split('_')[1]}; it must be an integer >= 0 (or -1: no limit, or null: "
-                f"{'the optimizer' + chr(39) + 's default' if key == 'max_epochs' else 'none'}). In a search, "
-                f"use range(a,b) or choice(...) for trainer.{key}, not interval(a,b), whose values are floats."
+                f"{key.split('_')[1]}; it must be an integer >= 0 (or -1: no limit, or null: {null}). In a "
+                f"search, use range(a,b) or choice(...) for trainer.{key}, not interval(a,b), whose values are floats."
             )
     if "accelerator" in args:
         value, names = args["accelerator"], lightning_accelerators()

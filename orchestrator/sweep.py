@@ -232,9 +232,8 @@ def compose_each_job_once() -> None:
     check that the whole batch composes before any job starts, and once again to launch the job;
     each costs about 50 ms, more than a tiny job's training. The Hydra instance of this command
     keeps each composition made for that check (a copy, taken before anyone changes it) and hands
-    it to the launch of the same job. A composition made for anything else is not kept."""
-    import sys
-
+    it to the launch of the same job. A composition made for anything else is not kept (the
+    caller is told by its function's name: tests/test_sweeps.py counts the compositions)."""
     from hydra.core.global_hydra import GlobalHydra
 
     if not GlobalHydra.instance().is_initialized():

@@ -135,3 +135,63 @@ def test_runs_log_plots_for_their_task(tmp_path):
         assert plots == {"plots/learning_curves.png", task_plot}
     # not a terminal: no progress bar in the output
     assert "Epoch 0:" not in result.stdout + result.stderr
+
+
+COUNT_COMPOSITIONS = '''
+import sys
+
+from hydra._internal.config_loader_impl import ConfigLoaderImpl
+
+compositions = []
+compose = ConfigLoaderImpl.load_sweep_config
+
+
+def counted(self, master_config, sweep_overrides):
+    compositions.append(list(sweep_overrides))
+    return compose(self, master_config, sweep_overrides)
+
+
+ConfigLoaderImpl.load_sweep_config = counted
+from orchestrator.cli import main  # noqa: E402
+
+if __name__ == "__main__":
+    sys.argv = ["orchestrator", *sys.argv[1:]]
+    try:
+        main()
+    finally:
+        print("compositions:", len(compositions))
+'''
+
+
+def test_each_job_of_a_basic_sweep_is_composed_once_and_gets_its_own_config(tmp_path):
+    """Hydra checks that every job composes, then launches each: the composition made for the
+    check is the one launched (sweep.compose_each_job_once), so three jobs cost three."""
+    script = tmp_path / "count.py"
+    script.write_text(COUNT_COMPOSITIONS)
+    result = subprocess.run([sys.executable, str(script), "-m", "seed=3,4,5", "model=linear", "data.n_samples=200",
+                             "trainer.max_epochs=1", "tracking.plots=false", "tracking.log_model=false"],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "compositions: 3" in result.stdout
+    _, children = parent_and_children(store_uri(tmp_path))
+    assert sorted((c.data.tags["orchestrator.sweep.job"], c.data.params["seed"]) for c in children) == \
+        [("0", "3"), ("1", "4"), ("2", "5")]
+
+
+def test_runs_carry_mlflow_s_own_tags_and_their_model_is_in_their_experiment(tmp_path):
+    """Runs are created with MLflow's client (so the sweep's recorder can end them), with the
+    user, source and name tags MLflow's fluent API would add; each logged model is in its run's
+    experiment, where runs:/<id>/model finds it."""
+    result = cli("-m", "model=linear", "seed=0,1", "trainer.max_epochs=2", "tracking.experiment=tagged",
+                 cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    uri = store_uri(tmp_path)
+    _, children = parent_and_children(uri)
+    client = mlflow.MlflowClient(uri)
+    for child in children:
+        tags = child.data.tags
+        assert tags["mlflow.runName"] == child.info.run_name
+        assert tags["mlflow.user"] and tags["mlflow.source.type"] == "LOCAL" and tags["mlflow.source.name"]
+        (model,) = client.search_logged_models([child.info.experiment_id],
+                                               filter_string=f"source_run_id = '{child.info.run_id}'")
+        assert model.experiment_id == child.info.experiment_id

@@ -308,7 +308,9 @@ class Training:
         steps of them). A fit that may train several falls back to one; the reverse is refused."""
         import torch
 
-        written = torch.load(path, map_location="cpu", weights_only=True).get("orchestrator_epochs_per_step", 1)
+        # Memory-mapped: one key is read here, the whole checkpoint only once, by Lightning.
+        saved = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        written = saved.get("orchestrator_epochs_per_step", 1)
         module = self.module
         if written == module.epochs_per_step:
             return
